@@ -1,0 +1,46 @@
+# Two entry points for a fresh machine: `make reproduce` and `make test`. Both (re)create
+# .venv from the hash-pinned lock in envs/ when it is missing or the lock changed.
+
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+CORES ?= all
+# The stamp's name carries the lock's hash, so a changed lock makes the venv stale.
+STAMP := $(VENV)/.installed-$(shell cat envs/requirements.lock pyproject.toml | sha1sum | cut -c1-12)
+
+export DVC_NO_ANALYTICS := 1
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: reproduce test test-fast report lock venv clean
+
+venv: $(STAMP)
+
+$(STAMP): envs/requirements.lock pyproject.toml
+	@echo ">> creating $(VENV) from envs/requirements.lock (first time: a few minutes)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes -r envs/requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+reproduce: venv
+	$(BIN)/snakemake --cores $(CORES)
+	$(BIN)/snakemake --report results/report.html
+
+test: venv
+	$(BIN)/python -m pytest
+
+test-fast: venv
+	$(BIN)/python -m pytest -m "not slow"
+
+report: venv
+	$(BIN)/snakemake --report results/report.html
+
+lock: venv
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check pip-tools
+	$(BIN)/pip-compile --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url \
+	  --no-emit-find-links -o envs/requirements.lock envs/requirements.in
+
+clean:
+	rm -rf results logs .snakemake

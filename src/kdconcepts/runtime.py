@@ -1,0 +1,81 @@
+"""Run-time plumbing shared by the pipeline's jobs: devices, logs, atomic writes."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+
+__all__ = ["atomic_path", "job_logging", "resolve_device"]
+
+
+def resolve_device(spec: str | torch.device = "auto") -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; otherwise the named device, checked."""
+    if isinstance(spec, torch.device):
+        return spec
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(spec)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {spec!r} requested but CUDA is not available; use 'auto' or 'cpu'")
+    return device
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it into place only if the block succeeds.
+
+    An interrupted job therefore never leaves a valid-looking partial file at ``path``.
+
+    Example:
+        >>> import pandas as pd, tempfile, os
+        >>> out = os.path.join(tempfile.mkdtemp(), "t.csv")
+        >>> with atomic_path(out) as tmp:
+        ...     pd.DataFrame({"a": [1]}).to_csv(tmp, index=False)
+        >>> os.path.exists(out)
+        True
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def job_logging(log_path: str | os.PathLike | None, threads: int | None = None) -> Iterator[logging.Logger]:
+    """Send logging, warnings, progress bars (stderr) and any traceback of a job to its log file."""
+    if threads:
+        torch.set_num_threads(int(threads))
+    logger = logging.getLogger("kdconcepts")
+    if log_path is None:
+        yield logger
+        return
+    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "a", encoding="utf-8", buffering=1) as fh:
+        handler = logging.StreamHandler(fh)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logging.captureWarnings(True)
+        old_stderr = sys.stderr
+        sys.stderr = fh
+        try:
+            yield logger
+        except BaseException:
+            logger.exception("job failed")
+            raise
+        finally:
+            sys.stderr = old_stderr
+            logger.removeHandler(handler)

@@ -1,0 +1,64 @@
+"""Config validation: every shipped config is valid; bad ones are named key by key."""
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kdconcepts.config import config_problems, load_schema
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = load_schema(ROOT / "workflow/schemas/config.schema.yaml")
+CONFIGS = sorted([ROOT / "config/config.yaml", *ROOT.glob("config/paper/*.yaml"),
+                  *ROOT.glob("tests/configs/*.yaml")])
+
+
+def _default():
+    return yaml.safe_load((ROOT / "config/config.yaml").read_text())
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_shipped_configs_are_valid(path):
+    assert config_problems(yaml.safe_load(path.read_text()), SCHEMA) == []
+
+
+def test_every_schema_key_is_described_and_closed():
+    def walk(node, where):
+        if "$ref" in node:
+            return
+        assert "description" in node, f"{where} has no description"
+        if node.get("type") == "object":
+            assert node.get("additionalProperties") is False, where
+            for key, sub in node["properties"].items():
+                walk(sub, f"{where}.{key}")
+    for key, sub in SCHEMA["properties"].items():
+        walk(sub, key)
+        assert "default" in sub or sub.get("type") == "object" or "$ref" in sub, key
+
+
+def test_unknown_key_names_key_and_allowed_keys():
+    cfg = _default()
+    cfg["quantify"]["stepz"] = 3
+    (problem,) = config_problems(cfg, SCHEMA)
+    assert "quantify.stepz" in problem and "steps" in problem and "boost_after" in problem
+
+
+def test_wrong_type_and_enum_are_explained():
+    cfg = _default()
+    cfg["seed"] = "zero"
+    cfg["architecture"] = "vgg17"
+    problems = "\n".join(config_problems(cfg, SCHEMA))
+    assert "seed = 'zero' has the wrong type; expected integer" in problems
+    assert "architecture = 'vgg17' is not allowed" in problems and "vgg16" in problems
+
+
+def test_cross_key_rules():
+    cfg = _default()
+    bad = copy.deepcopy(cfg)
+    bad["baseline"]["epochs"] = 30
+    bad["quantify"]["boost_after"] = bad["quantify"]["steps"]
+    bad["metrics"]["effective"] = bad["quantify"]["candidates"] + 1
+    problems = "\n".join(config_problems(bad, SCHEMA))
+    assert "baseline.epochs = 30" in problems
+    assert "boost_after" in problems and "cannot exceed quantify.candidates" in problems

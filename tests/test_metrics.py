@@ -1,0 +1,108 @@
+"""The six metrics on tiny hand-checked inputs (SPEC sections 3 to 6)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kdconcepts import metrics as M
+
+
+def _table(maps: dict[tuple[int, str], np.ndarray], usable=True) -> pd.DataFrame:
+    return pd.DataFrame([{"epoch": e, "image_id": i, "usable": usable,
+                          "entropy": h.ravel().tolist()} for (e, i), h in maps.items()])
+
+
+def test_grid_masks_nearest_downsample():
+    masks = np.zeros((1, 8, 8), bool)
+    masks[0, :4, :4] = True
+    grid = M.grid_masks(masks, 4)
+    expected = np.zeros((4, 4), bool)
+    expected[:2, :2] = True
+    np.testing.assert_array_equal(grid[0], expected)
+    with pytest.raises(ValueError, match="N,S,S"):
+        M.grid_masks(np.zeros((8, 8)), 4)
+
+
+def test_background_baseline_averages_per_image_means():
+    fg = np.zeros((2, 2, 2), bool)
+    fg[:, 0, 0] = True
+    h = np.array([[[-9.0, -1.0], [-2.0, -3.0]],    # background mean -2
+                  [[-9.0, -4.0], [-4.0, -4.0]]])   # background mean -4
+    assert M.background_baseline(h, fg) == pytest.approx(-3.0)
+    with pytest.raises(ValueError, match="background"):
+        M.background_baseline(h, np.ones_like(fg))
+
+
+def test_late_epochs_scale_with_schedule():
+    paper = [0, 2, 5, 10, 15, 20, 25, 30, 40, 50, 70, 90, 110, 130, 150]
+    assert M.late_epochs(paper, 0.75) == [40, 50, 70, 90, 110, 130, 150]
+    assert M.late_epochs([0, 1, 2, 3], 0.5) == [2, 3]
+
+
+def test_effective_images_rule():
+    fg = {"a": np.array([[True, False], [False, False]]), "b": np.array([[True, False], [False, False]]),
+          "c": np.zeros((2, 2), bool)}
+    good = np.array([[-5.0, -1.0], [-1.0, -1.0]])   # foreground lower: effective
+    bad = np.array([[-1.0, -5.0], [-5.0, -5.0]])    # background lower
+    maps = {(0, "a"): bad, (3, "a"): good, (4, "a"): good,   # early bad epoch is not checked
+            (0, "b"): good, (3, "b"): good, (4, "b"): bad,
+            (0, "c"): good, (3, "c"): good, (4, "c"): good}  # no foreground cell
+    verdict = M.effective_images(_table(maps), fg, 2, late_fraction=0.5)
+    assert verdict.to_dict() == {"a": True, "b": False, "c": False}
+    assert M.effective_images(_table(maps), fg, 2, 0.5, rule="usable").to_dict() == \
+        {"a": True, "b": True, "c": False}
+    assert not M.effective_images(_table(maps, usable=False), fg, 2, 0.5).any()
+
+
+def test_count_concepts_threshold_and_sets():
+    fg = {"x": np.array([[True, True], [False, False]])}
+    # H_bar = mean background = -1; concepts where -1 - H > 0.2, i.e. H < -1.2
+    h = np.array([[-3.0, -1.1], [-0.5, -1.5]])
+    counts = M.count_concepts(_table({(1, "x"): h}), fg, 2, b=0.2)
+    row = counts.iloc[0]
+    assert row["h_bar"] == pytest.approx(-1.0)
+    assert (row["n_fg"], row["n_bg"]) == (1, 1)  # -3.0 (fg) and -1.5 (bg) are below -1.2
+    assert row["fg_cells"] == (0,)
+
+
+def test_lambda_simultaneity_and_stability():
+    counts = pd.DataFrame({
+        "epoch": [0, 1, 2, 0, 1, 2],
+        "image_id": ["p", "p", "p", "q", "q", "q"],
+        "n_fg": [1, 3, 3, 0, 1, 2],
+        "n_bg": [0, 1, 1, 0, 0, 2],
+        "fg_cells": [(1,), (1, 2, 3), (2, 3, 4), (), (5,), (5, 6)],
+        "bg_cells": [(), (9,), (9,), (), (), (7, 8)],
+    })
+    wd = pd.Series({0: 0.0, 1: 0.5, 2: 2.0})
+    out = M.network_metrics(counts, wd)
+    assert out["n_fg"] == pytest.approx(2.5) and out["n_bg"] == pytest.approx(1.5)
+    assert out["lambda"] == pytest.approx((3 / 4 + 2 / 4) / 2)
+    # m_hat(p) = 1 (first maximum), m_hat(q) = 2
+    assert out["d_mean"] == pytest.approx(1.25)
+    assert out["d_var"] == pytest.approx(np.var([0.5, 2.0]))
+    assert out["d_std"] == pytest.approx(np.std([0.5, 2.0]))
+    # rho: p: |{2,3,4}| / |{1,2,3,4}| = 3/4; q: |{5,6}| / |{5,6}| = 1
+    assert out["rho"] == pytest.approx((0.75 + 1.0) / 2)
+    assert out["rho_bg"] == pytest.approx((1.0 + 1.0) / 2)
+    assert out["rho_all"] == pytest.approx((4 / 5 + 1.0) / 2)
+
+
+def test_image_without_concepts_contributes_zero_lambda():
+    counts = pd.DataFrame({"epoch": [5, 5], "image_id": ["a", "b"], "n_fg": [0, 2], "n_bg": [0, 2],
+                           "fg_cells": [(), (1, 2)], "bg_cells": [(), (3, 4)]})
+    out = M.network_metrics(counts, None)
+    assert out["lambda"] == pytest.approx(0.25)
+    assert np.isnan(out["d_mean"]) and np.isnan(out["rho"])
+
+
+def test_compare_hypotheses_directions():
+    base = {"layer": "conv", "n_fg": 2.0, "n_bg": 5.0, "lambda": 0.3, "d_mean": 1.0,
+            "d_std": 0.5, "rho": 0.4}
+    student = base | {"n_fg": 3.0, "n_bg": 6.0, "lambda": 0.4, "d_mean": 0.5, "d_std": 0.6,
+                      "rho": 0.5}
+    metrics = pd.DataFrame([student | {"network": "distilled_student"},
+                            base | {"network": "baseline"}])
+    verdict = M.compare_hypotheses(metrics).set_index("metric")["held"].to_dict()
+    assert verdict == {"n_fg": True, "n_bg": False, "lambda": True, "d_mean": True,
+                       "d_std": False, "rho": True}

@@ -1,0 +1,12 @@
+"""Snakemake script: the LaTeX results table."""
+
+import pandas as pd
+
+from kdconcepts.report import latex_table
+from kdconcepts.runtime import atomic_path, job_logging
+
+smk = snakemake  # noqa: F821 (injected by Snakemake)
+with job_logging(smk.log[0]):
+    tex = latex_table(pd.read_csv(smk.input.metrics), pd.read_csv(smk.input.hypotheses))
+    with atomic_path(smk.output[0]) as tmp:
+        tmp.write_text(tex, encoding="utf-8")
