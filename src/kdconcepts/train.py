@@ -42,6 +42,7 @@ import json
 import logging
 import math
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -110,6 +111,15 @@ class Phase:
         if not (self.lr_start > 0 and self.lr_end > 0):
             raise ValueError(f"learning rates must be > 0, got {self.lr_start}, {self.lr_end}")
 
+    @classmethod
+    def from_mapping(cls, section: dict) -> Phase:
+        """From a config section with keys ``epochs``, ``batch_size``, ``lr_start``, ``lr_end``."""
+        missing = [k for k in ("epochs", "batch_size", "lr_start", "lr_end") if k not in section]
+        if missing:
+            raise ValueError(f"schedule section {section!r} lacks {missing}")
+        return cls(int(section["epochs"]), int(section["batch_size"]), float(section["lr_start"]),
+                   float(section["lr_end"]))
+
 
 @dataclass(frozen=True)
 class RunOptions:
@@ -133,6 +143,21 @@ class RunOptions:
     progress: bool = True
     config_hash: str = ""
     data_hash: str = ""
+
+    @classmethod
+    def from_settings(cls, settings: dict, *, data_hash: str, progress: bool = True) -> RunOptions:
+        """From a job's settings dict (config subsets): ``seed``, ``device`` and the optional
+        ``training`` section (``precision``, ``channels_last``, ``deterministic``); the config
+        hash is :func:`settings_hash` of ``settings``."""
+        training = settings.get("training") or {}
+        unknown = set(training) - {"precision", "channels_last", "deterministic"}
+        if unknown:
+            raise ValueError(f"unknown training option(s) {sorted(unknown)}")
+        return cls(seed=int(settings["seed"]), device=str(settings["device"]),
+                   precision=training.get("precision", "fp32"),
+                   channels_last=bool(training.get("channels_last", False)),
+                   deterministic=bool(training.get("deterministic", True)), progress=progress,
+                   config_hash=settings_hash(settings), data_hash=data_hash)
 
     def __post_init__(self):
         if self.precision not in ("fp32", "bf16", "fp16"):
@@ -163,23 +188,16 @@ def settings_hash(settings: Any) -> str:
 
 
 def dataset_hash(*roots: str | os.PathLike | None) -> str:
-    """A short hash (16 hex) of prepared dataset folders: ``index.csv``, ``meta.json`` and every
-    file under ``images/`` and ``masks/`` (names and bytes). ``None`` roots are skipped."""
-    digest = hashlib.sha256()
-    for root in roots:
-        if root is None:
-            continue
-        root = Path(root)
-        if not (root / "index.csv").is_file():
-            raise FileNotFoundError(f"{root} is not a prepared dataset (no index.csv)")
-        files = [root / "index.csv", root / "meta.json"]
-        for sub in ("images", "masks"):
-            if (root / sub).is_dir():
-                files += sorted((root / sub).iterdir())
-        for path in files:
-            digest.update(str(path.relative_to(root)).encode())
-            digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
+    """Hash of the prepared dataset folders a job reads (``kdconcepts.data.data_hash`` of each,
+    combined in order; ``None`` roots are skipped). One root gives that root's own hash."""
+    from kdconcepts.data import data_hash
+
+    hashes = [data_hash(root) for root in roots if root is not None]
+    if not hashes:
+        raise ValueError("dataset_hash needs at least one dataset folder")
+    if len(hashes) == 1:
+        return hashes[0]
+    return hashlib.sha256("+".join(hashes).encode()).hexdigest()
 
 
 def checkpoint_name(epoch: int) -> str:
@@ -471,7 +489,8 @@ def _run_phase(
         correct, seen = 0, 0
         started = time.perf_counter()
         bar = tqdm(range(0, n, batch_size), desc=f"{job.role} {phase} {epoch + 1}/{epochs}",
-                   disable=not job.options.progress, leave=False, dynamic_ncols=True)
+                   disable=not job.options.progress, leave=False, dynamic_ncols=True,
+                   mininterval=0.1 if sys.stderr.isatty() else 5.0)  # few lines in a log file
         for begin in bar:
             index = order[begin:begin + batch_size]
             x = data.images[index]
@@ -596,9 +615,11 @@ def _prepare_model(job: _Job, model: nn.Module) -> nn.Module:
     return model
 
 
-def _finish(job: _Job, model: nn.Module, test: _Data, distance: dict[str, float], extra: dict) -> dict:
+def _finish(job: _Job, model: nn.Module, test: _Data, distance: dict[str, float], final_epoch: int,
+            extra: dict) -> dict:
     test_accuracy = _accuracy(job, model, test)
-    job.checkpoint(job.out_dir / "final.pt", model, None, distance)
+    # final.pt's epoch is the analysed phase's last epoch (the student's head phase is extra).
+    job.checkpoint(job.out_dir / "final.pt", model, final_epoch, distance)
     seconds = sum(r["seconds"] for r in job.records)
     images = sum(r["seconds"] * r["images_per_s"] for r in job.records)
     metrics = {"test_accuracy": test_accuracy, "role": job.role, "arch": job.arch, "layer": job.layer,
@@ -704,7 +725,7 @@ def train_teacher(
     _run_phase(job, phase="finetune", model=model, data=train_data, schedule=finetune,
                optimizer=_sgd(model.parameters(), finetune.lr_start, momentum, weight_decay),
                loss_fn=_ce_loss(model), hflip=hflip, tracker=tracker, checkpoint_epochs=checkpoint_epochs)
-    return _finish(job, model, test_data, tracker.distance(), extra)
+    return _finish(job, model, test_data, tracker.distance(), finetune.epochs, extra)
 
 
 def train_baseline(
@@ -742,7 +763,7 @@ def train_baseline(
     _run_phase(job, phase="train", model=model, data=train_data, schedule=schedule,
                optimizer=_sgd(model.parameters(), schedule.lr_start, momentum, weight_decay),
                loss_fn=_ce_loss(model), hflip=hflip, tracker=tracker, checkpoint_epochs=checkpoint_epochs)
-    return _finish(job, model, test_data, tracker.distance(), {})
+    return _finish(job, model, test_data, tracker.distance(), schedule.epochs, {})
 
 
 def _student_init(job: _Job, arch: str, seed: int) -> nn.Module:
@@ -855,4 +876,4 @@ def train_distilled_student(
         _run_phase(job, phase="head", model=model, data=train_data, schedule=None, plateau=plateau,
                    epochs=head_epochs, batch_size=head_batch_size, optimizer=optimizer,
                    loss_fn=_ce_loss(model), hflip=hflip, frozen=frozen)
-    return _finish(job, model, test_data, distance, {"distill_mse": distill_mse, "node": node})
+    return _finish(job, model, test_data, distance, schedule.epochs, {"distill_mse": distill_mse, "node": node})

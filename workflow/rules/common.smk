@@ -10,9 +10,9 @@ from kdconcepts.config import config_problems, load_schema
 
 min_version("9.0")
 
-_SCHEMA = Path(workflow.basedir) / "schemas" / "config.schema.yaml"
+_SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
 try:
-    validate(config, schema=str(_SCHEMA))
+    validate(config, schema="../schemas/config.schema.yaml")
 except WorkflowError:
     pass  # described below, key by key
 _problems = config_problems(config, load_schema(_SCHEMA))

@@ -1,0 +1,97 @@
+"""The Snakemake DAG: dry runs, bad config, and the whole smoke pipeline end to end."""
+
+import re
+import shutil
+import subprocess
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import ROOT, snakemake
+
+SMOKE = "tests/configs/smoke.yaml"
+
+
+def _jobs(dry_run_stdout: str) -> dict[str, int]:
+    """Rule -> job count from a dry run's job-stats table."""
+    table = dry_run_stdout.split("Job stats:")[-1]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.M) if m[1] != "total"}
+
+
+def test_default_dag_dry_run(repo_copy):
+    run = snakemake(repo_copy, "-n", "--cores", "2")
+    assert run.returncode == 0, run.stderr[-3000:]
+    cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    jobs = _jobs(run.stdout)
+    n_layers, n_ckpt = len(cfg["layers"]), len(cfg["checkpoints"])
+    assert jobs["quantify_checkpoint"] == 2 * n_layers * n_ckpt
+    assert jobs["quantify_teacher"] == n_layers
+    for rule in ("data", "teacher", "distilled_student", "baseline", "metrics", "table",
+                 "figure_entropy_maps", "figure_concepts_vs_distance", "all"):
+        assert rule in jobs, rule
+
+
+def test_bad_config_stops_before_any_job(repo_copy):
+    cfg = yaml.safe_load((repo_copy / SMOKE).read_text())
+    cfg["quantify"]["stepz"] = 5
+    cfg["seed"] = "zero"
+    (repo_copy / "bad.yaml").write_text(yaml.safe_dump(cfg))
+    run = snakemake(repo_copy, "--cores", "1", "--configfile", "bad.yaml")
+    assert run.returncode != 0
+    err = run.stderr + run.stdout
+    assert "Invalid configuration" in err
+    assert "quantify.stepz" in err and "boost_after" in err     # names key and allowed keys
+    assert "seed = 'zero' has the wrong type" in err
+    assert not (repo_copy / "results").exists()
+
+
+@pytest.mark.slow
+def test_smoke_pipeline_end_to_end(repo_copy):
+    run = snakemake(repo_copy, "--cores", "2", "--configfile", SMOKE)
+    assert run.returncode == 0, (run.stdout + run.stderr)[-6000:]
+
+    metrics = pd.read_csv(repo_copy / "results/tables/metrics.csv")
+    assert set(metrics["network"]) == {"teacher", "distilled_student", "baseline"}
+    assert (metrics["n_fg"] >= 0).all() and (metrics["n_bg"] >= 0).all()
+    assert metrics["lambda"].between(0, 1).all()
+    assert metrics["test_accuracy"].between(0, 1).all()
+    analysed = metrics[metrics["network"] != "teacher"]
+    assert analysed["rho"].between(0, 1).all() and (analysed["d_mean"] >= 0).all()
+    assert (analysed["d_var"] - analysed["d_std"] ** 2).abs().max() < 1e-9
+    hypotheses = pd.read_csv(repo_copy / "results/tables/hypotheses.csv")
+    assert len(hypotheses) == 6 and hypotheses["held"].dtype == bool
+    per_image = pd.read_csv(repo_copy / "results/tables/per_image.csv")
+    assert per_image["h_bar"].notna().all()
+
+    tex = (repo_copy / "results/tables/table.tex").read_text()
+    assert "Distilled student" in tex and r"\toprule" in tex
+    for fig in ("entropy_maps", "concepts_vs_distance"):
+        assert (repo_copy / f"results/figures/conv/{fig}.png").stat().st_size > 5000
+    for log in ("logs/metrics/metrics.log", "logs/benchmarks/metrics.tsv"):
+        assert (repo_copy / log).exists(), log
+
+    if shutil.which("pdflatex"):
+        doc = repo_copy / "results/tables/doc.tex"
+        doc.write_text("\\documentclass{article}\\usepackage{booktabs}\\begin{document}"
+                       "\\input{table.tex}\\end{document}\n")
+        latex = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"],
+                               cwd=doc.parent, capture_output=True, text=True, timeout=120)
+        assert latex.returncode == 0, latex.stdout[-2000:]
+
+    # Nothing changed: nothing to do.
+    again = snakemake(repo_copy, "-n", "--cores", "2", "--configfile", SMOKE)
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+
+    # A figure-only setting reruns the figures and nothing upstream.
+    cfg = yaml.safe_load((repo_copy / SMOKE).read_text())
+    cfg["report"]["dpi"] = 72
+    (repo_copy / "fig.yaml").write_text(yaml.safe_dump(cfg))
+    changed = snakemake(repo_copy, "-n", "--cores", "2", "--configfile", "fig.yaml")
+    assert changed.returncode == 0, changed.stderr[-3000:]
+    assert set(_jobs(changed.stdout)) == {"figure_entropy_maps", "figure_concepts_vs_distance", "all"}
+
+    report = snakemake(repo_copy, "--configfile", SMOKE, "--report", "report.html")
+    assert report.returncode == 0, report.stderr[-3000:]
+    html = (repo_copy / "report.html").read_text(errors="replace")
+    assert "concepts_vs_distance" in html and "entropy_maps" in html

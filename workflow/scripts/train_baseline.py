@@ -1,0 +1,22 @@
+"""Snakemake script (rule ``baseline``): train the baseline with cross-entropy from the student's init."""
+
+from kdconcepts.data import load_split
+from kdconcepts.runtime import job_logging
+from kdconcepts.train import Phase, RunOptions, dataset_hash, train_baseline
+
+smk = snakemake  # noqa: F821 (injected by Snakemake)
+settings = smk.params.settings
+with job_logging(smk.log[0], threads=smk.threads):
+    train_baseline(
+        smk.output.final.rsplit("/", 1)[0],
+        arch=settings["architecture"],
+        train=load_split(smk.params.data_root, "train"),
+        test=load_split(smk.params.data_root, "test"),
+        schedule=Phase.from_mapping(settings["baseline"]),
+        layers=settings["layers"],
+        checkpoint_epochs=settings["checkpoints"],
+        momentum=settings["optimizer"]["momentum"],
+        weight_decay=settings["optimizer"]["weight_decay"],
+        hflip=settings["augment"]["hflip"],
+        options=RunOptions.from_settings(settings, data_hash=dataset_hash(smk.params.data_root)),
+    )

@@ -1,0 +1,40 @@
+"""Snakemake script (rule ``distilled_student``): distil the teacher's layer-L feature, then the head."""
+
+from kdconcepts.data import load_split
+from kdconcepts.features import load_features
+from kdconcepts.runtime import job_logging
+from kdconcepts.train import Phase, RunOptions, dataset_hash, load_checkpoint, train_distilled_student
+
+smk = snakemake  # noqa: F821 (injected by Snakemake)
+settings = smk.params.settings
+with job_logging(smk.log[0], threads=smk.threads):
+    student = settings["distilled_student"]
+    head = student["head"]
+    train = load_split(smk.params.data_root, "train")
+    teacher, teacher_features = None, None
+    if "features" in smk.input.keys():
+        teacher_features, info = load_features(smk.input.features)
+        if list(info.get("ids", train.ids)) != list(train.ids):
+            raise ValueError(f"{smk.input.features} was made for other training images: rerun teacher_features")
+    else:
+        teacher, _ = load_checkpoint(smk.input.teacher)
+    train_distilled_student(
+        smk.output.final.rsplit("/", 1)[0],
+        arch=settings["architecture"],
+        layer=smk.wildcards.layer,
+        train=train,
+        test=load_split(smk.params.data_root, "test"),
+        schedule=Phase.from_mapping(student),
+        checkpoint_epochs=settings["checkpoints"],
+        head_epochs=head["epochs"],
+        head_batch_size=head["batch_size"],
+        head_lr=head["lr"],
+        plateau_factor=head["plateau_factor"],
+        plateau_patience=head["plateau_patience"],
+        teacher=teacher,
+        teacher_features=teacher_features,
+        momentum=settings["optimizer"]["momentum"],
+        weight_decay=settings["optimizer"]["weight_decay"],
+        hflip=settings["augment"]["hflip"],
+        options=RunOptions.from_settings(settings, data_hash=dataset_hash(smk.params.data_root)),
+    )

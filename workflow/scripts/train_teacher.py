@@ -1,0 +1,29 @@
+"""Snakemake script (rule ``teacher``): pre-train and fine-tune the teacher."""
+
+from kdconcepts.data import load_split
+from kdconcepts.runtime import job_logging
+from kdconcepts.train import Phase, RunOptions, dataset_hash, train_teacher
+
+smk = snakemake  # noqa: F821 (injected by Snakemake)
+settings = smk.params.settings
+with job_logging(smk.log[0], threads=smk.threads):
+    teacher = settings["teacher"]
+    pretrain_root = smk.params.pretrain_root if teacher["init"] == "pretrain" else None
+    options = RunOptions.from_settings(settings, data_hash=dataset_hash(smk.params.data_root, pretrain_root))
+    train_teacher(
+        smk.output.final.rsplit("/", 1)[0],
+        arch=settings["architecture"],
+        train=load_split(smk.params.data_root, "train"),
+        test=load_split(smk.params.data_root, "test"),
+        init=teacher["init"],
+        pretrain_data=load_split(pretrain_root, "train") if pretrain_root else None,
+        pretrain=Phase.from_mapping(teacher["pretrain"]) if pretrain_root else None,
+        weights=teacher["weights"],
+        finetune=Phase.from_mapping(teacher["finetune"]),
+        layers=settings["layers"],
+        checkpoint_epochs=[e for e in settings["checkpoints"] if e <= teacher["finetune"]["epochs"]],
+        momentum=settings["optimizer"]["momentum"],
+        weight_decay=settings["optimizer"]["weight_decay"],
+        hflip=settings["augment"]["hflip"],
+        options=options,
+    )
