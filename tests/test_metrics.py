@@ -12,27 +12,6 @@ def _table(maps: dict[tuple[int, str], np.ndarray], usable=True) -> pd.DataFrame
                           "entropy": h.ravel().tolist()} for (e, i), h in maps.items()])
 
 
-def test_grid_masks_nearest_downsample():
-    masks = np.zeros((1, 8, 8), bool)
-    masks[0, :4, :4] = True
-    grid = M.grid_masks(masks, 4)
-    expected = np.zeros((4, 4), bool)
-    expected[:2, :2] = True
-    np.testing.assert_array_equal(grid[0], expected)
-    with pytest.raises(ValueError, match="N,S,S"):
-        M.grid_masks(np.zeros((8, 8)), 4)
-
-
-def test_background_baseline_averages_per_image_means():
-    fg = np.zeros((2, 2, 2), bool)
-    fg[:, 0, 0] = True
-    h = np.array([[[-9.0, -1.0], [-2.0, -3.0]],    # background mean -2
-                  [[-9.0, -4.0], [-4.0, -4.0]]])   # background mean -4
-    assert M.background_baseline(h, fg) == pytest.approx(-3.0)
-    with pytest.raises(ValueError, match="background"):
-        M.background_baseline(h, np.ones_like(fg))
-
-
 def test_late_epochs_scale_with_schedule():
     paper = [0, 2, 5, 10, 15, 20, 25, 30, 40, 50, 70, 90, 110, 130, 150]
     assert M.late_epochs(paper, 0.75) == [40, 50, 70, 90, 110, 130, 150]

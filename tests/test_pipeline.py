@@ -1,14 +1,19 @@
 """The Snakemake DAG: dry runs, bad config, and the whole smoke pipeline end to end."""
 
+import os
 import re
 import shutil
+import signal
 import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
-from conftest import ROOT, snakemake
+from conftest import ROOT, snakemake, workflow_env
 
 SMOKE = "tests/configs/smoke.yaml"
 
@@ -46,8 +51,29 @@ def test_bad_config_stops_before_any_job(repo_copy):
     assert not (repo_copy / "results").exists()
 
 
+def _interrupt_during_teacher_training(repo: Path) -> None:
+    """Start the smoke run, press Ctrl-C once the teacher is training, and check what is left."""
+    proc = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", SMOKE],
+                            cwd=repo, env=workflow_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    log = repo / "logs/train/teacher.log"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if log.exists() and "epoch" in log.read_text(errors="replace").lower():
+            break
+        time.sleep(0.5)
+    assert proc.poll() is None, "the smoke run ended before the teacher started training"
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode != 0, out[-3000:]
+    # An interrupted job leaves no finished-looking output behind.
+    assert not (repo / "results/train/teacher/final.pt").exists()
+    assert not (repo / "results/train/teacher/metrics.json").exists()
+
+
 @pytest.mark.slow
 def test_smoke_pipeline_end_to_end(repo_copy):
+    _interrupt_during_teacher_training(repo_copy)
     run = snakemake(repo_copy, "--cores", "2", "--configfile", SMOKE)
     assert run.returncode == 0, (run.stdout + run.stderr)[-6000:]
 

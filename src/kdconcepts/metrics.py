@@ -13,11 +13,11 @@ by the quantify stage. Notation follows Cheng et al. (CVPR 2020):
 - ``rho`` = E_x[|S_M(x)| / |union_j S_j(x)|], S_j(x) the concept cells at checkpoint j.
 
 Example:
-    >>> import numpy as np
-    >>> fg = np.zeros((1, 2, 2), bool); fg[0, 0] = True
-    >>> h = np.array([[[-5.0, -1.0], [-1.0, -1.0]]])
-    >>> background_baseline(h, fg)
-    -1.0
+    >>> import pandas as pd
+    >>> counts = pd.DataFrame({"epoch": [3], "image_id": ["a"], "n_fg": [2], "n_bg": [1],
+    ...                        "fg_cells": [(0, 1)], "bg_cells": [(5,)]})
+    >>> network_metrics(counts, None)["lambda"]
+    0.6666666666666666
 """
 
 from __future__ import annotations
@@ -27,17 +27,14 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
-from kdconcepts.quantify import concept_counts
+from kdconcepts.quantify import background_baseline, concept_counts
 
 __all__ = [
     "HYPOTHESES",
-    "background_baseline",
     "compare_hypotheses",
     "count_concepts",
     "effective_images",
-    "grid_masks",
     "late_epochs",
     "network_metrics",
     "stability",
@@ -55,31 +52,8 @@ HYPOTHESES: tuple[tuple[str, str, int], ...] = (
 )
 
 
-def grid_masks(masks: np.ndarray | torch.Tensor, grid: int) -> np.ndarray:
-    """Downsample pixel masks [N,S,S] to the sigma grid [N,G,G] by nearest neighbour (value > 0)."""
-    t = torch.as_tensor(np.asarray(masks), dtype=torch.float32)
-    if t.ndim != 3:
-        raise ValueError(f"masks must be [N,S,S], got shape {tuple(t.shape)}")
-    small = F.interpolate(t[:, None], size=(grid, grid), mode="nearest")[:, 0]
-    return (small > 0).numpy()
-
-
 def _stack(entropy: Iterable[Sequence[float]], grid: int) -> np.ndarray:
     return np.stack([np.asarray(e, dtype=np.float64).reshape(grid, grid) for e in entropy])
-
-
-def background_baseline(entropy: np.ndarray, fg: np.ndarray) -> float:
-    """H_bar: each image's mean background entropy, averaged over the images.
-
-    Args:
-        entropy: [n,G,G] entropy maps of one network and checkpoint.
-        fg: [n,G,G] bool foreground cells.
-    """
-    bg = ~fg
-    if not bg.any(axis=(1, 2)).all():
-        raise ValueError("an image without background cells has no background baseline")
-    per_image = (entropy * bg).sum(axis=(1, 2)) / bg.sum(axis=(1, 2))
-    return float(per_image.mean())
 
 
 def late_epochs(epochs: Sequence[int], late_fraction: float) -> list[int]:
@@ -141,9 +115,9 @@ def count_concepts(table: pd.DataFrame, fg: dict[str, np.ndarray], grid: int,
         ids = list(rows["image_id"])
         h = _stack(rows["entropy"], grid)
         mask = np.stack([fg[i] for i in ids])
-        h_bar = background_baseline(h, mask)
+        h_bar = background_baseline(torch.from_numpy(h), torch.from_numpy(mask))
         counts = concept_counts(torch.from_numpy(h), torch.from_numpy(mask), h_bar, b=b)
-        concept = (h_bar - h) > b
+        concept = counts.is_concept.numpy()
         for k, image_id in enumerate(ids):
             out.append({
                 "epoch": int(epoch), "image_id": image_id, "h_bar": h_bar,
@@ -152,11 +126,6 @@ def count_concepts(table: pd.DataFrame, fg: dict[str, np.ndarray], grid: int,
                 "bg_cells": tuple(np.flatnonzero(concept[k] & ~mask[k]).tolist()),
             })
     return pd.DataFrame(out)
-
-
-def _ratio(n_fg: pd.Series, n_bg: pd.Series) -> pd.Series:
-    total = n_fg + n_bg
-    return (n_fg / total.where(total > 0)).fillna(0.0)
 
 
 def simultaneity(counts: pd.DataFrame, weight_distance: pd.Series) -> dict[str, float]:
@@ -196,11 +165,13 @@ def stability(counts: pd.DataFrame) -> dict[str, float]:
 def network_metrics(counts: pd.DataFrame, weight_distance: pd.Series | None) -> dict[str, float]:
     """The six metrics of one network and layer; D and rho need several checkpoints."""
     final = counts[counts["epoch"] == counts["epoch"].max()]
+    total = final["n_fg"] + final["n_bg"]
     row = {
         "n_images": int(final["image_id"].nunique()),
         "n_fg": float(final["n_fg"].mean()),
         "n_bg": float(final["n_bg"].mean()),
-        "lambda": float(_ratio(final["n_fg"], final["n_bg"]).mean()),
+        # An image without concepts contributes 0 (SPEC section 3).
+        "lambda": float((final["n_fg"] / total.where(total > 0)).fillna(0.0).mean()),
     }
     if weight_distance is not None and counts["epoch"].nunique() > 1:
         row.update(simultaneity(counts, weight_distance))

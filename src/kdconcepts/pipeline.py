@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from kdconcepts import metrics as M
+from kdconcepts.quantify import downsample_mask
 
 __all__ = ["candidate_indices", "evaluate_metrics", "quantify_checkpoint"]
 
@@ -36,8 +37,8 @@ def quantify_checkpoint(checkpoint: str | Path, data_root: str | Path, layer: st
                         quantify_cfg: Mapping, *, seed: int, device: str = "auto") -> pd.DataFrame:
     """Sigma maps of the candidate images for one checkpoint (one row per image).
 
-    Every network and checkpoint sees the same candidates with the same per-image noise keys
-    (their index in the training split), so their maps differ only through the network.
+    Every network and checkpoint sees the same candidates with the same per-image noise (keyed
+    by image id), so their maps differ only through the network.
     """
     import torch
 
@@ -57,7 +58,8 @@ def quantify_checkpoint(checkpoint: str | Path, data_root: str | Path, layer: st
     cfg = SigmaConfig.from_mapping(quantify_cfg)
     log.info("quantify %s layer %s (%s): %d images on %s", checkpoint, layer, node, len(idx), dev)
     table = quantify_images(model, node, images, [train.ids[i] for i in idx], cfg,
-                            seed=seed, device=dev, image_keys=[int(i) for i in idx],
+                            seed=seed, device=dev, max_batch=int(quantify_cfg["max_batch"]),
+                            precision=quantify_cfg["precision"],
                             progress_desc=f"{info.get('role', 'net')} epoch {info.get('epoch')}")
     table.insert(1, "epoch", int(info.get("epoch", -1)))
     table.insert(2, "candidate_rank", np.arange(len(idx)))
@@ -69,8 +71,8 @@ def _fg_grids(data_root, ids: list[str], grid: int) -> dict[str, np.ndarray]:
 
     train = load_split(data_root, "train")
     pos = {image_id: k for k, image_id in enumerate(train.ids)}
-    masks = train.masks[[pos[i] for i in ids]].numpy()
-    return dict(zip(ids, M.grid_masks(masks, grid)))
+    masks = downsample_mask(train.masks[[pos[i] for i in ids]], grid).numpy()
+    return dict(zip(ids, masks))
 
 
 def evaluate_metrics(tables: Mapping[tuple[str, str, object], str | Path], data_root: str | Path,
@@ -162,5 +164,5 @@ def entropy_map_panels(tables: list[str | Path], per_image: pd.DataFrame, data_r
         entropy[network] = np.stack([np.asarray(t.loc[i, "entropy"]).reshape(grid, grid) for i in ids])
         of_net = rows[rows["network"] == network]
         h_bar[network] = float(of_net.loc[of_net["epoch"] == of_net["epoch"].max(), "h_bar"].iloc[0])
-    return {"images": images, "entropy": entropy, "fg_grid": M.grid_masks(train.masks[sel].numpy(), grid),
+    return {"images": images, "entropy": entropy, "fg_grid": downsample_mask(train.masks[sel], grid).numpy(),
             "h_bar": h_bar, "b": b, "image_ids": ids}

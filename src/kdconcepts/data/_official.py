@@ -17,6 +17,7 @@ what was skipped and why).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import inspect
 import json
@@ -27,7 +28,7 @@ import shutil
 import sys
 import tarfile
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ import yaml
 from PIL import Image
 
 from kdconcepts.data.checksums import OfficialArchive
-from kdconcepts.data.format import DatasetFormatError
+from kdconcepts.data import DatasetFormatError
 
 __all__ = [
     "RawDataError",
@@ -50,6 +51,7 @@ __all__ = [
     "open_mask",
     "provenance_text",
     "staging_dir",
+    "staged",
     "run_stage",
 ]
 
@@ -58,7 +60,7 @@ log = logging.getLogger("kdconcepts.data")
 
 
 class RawDataError(ValueError):
-    """The raw (official) input is missing, malformed or inconsistent; the message says which file."""
+    """Raw (official) input missing, malformed or inconsistent; the message names the file."""
 
 
 class ChecksumError(RawDataError):
@@ -128,16 +130,20 @@ def extract_tar(archive: str | Path, dest: str | Path, wanted: Callable[[str], b
     Raises:
         RawDataError: the archive cannot be read (corrupt or truncated).
     """
-    count = 0
+    count = seen = 0
     try:
         with tarfile.open(archive, mode="r|*") as tar:
             for member in tar:
+                seen += 1
                 if member.isfile() and wanted(member.name):
                     tar.extract(member, dest, filter="data")
                     count += 1
     except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
         raise RawDataError(f"cannot read archive {archive}: {exc} (corrupt or truncated; "
                            f"obtain it again)") from exc
+    if seen == 0:  # stream mode reads a garbled gzip as an empty archive
+        raise RawDataError(f"cannot read archive {archive}: no members (corrupt, truncated "
+                           f"or not a tar; obtain it again)")
     return count
 
 
@@ -180,6 +186,25 @@ def open_official_source(raw_dir: str | Path, archive: OfficialArchive, staging:
     raise RawDataError(f"missing official input: neither {archive_path} nor the extracted "
                        f"folder {folder_path}/ exists; obtain {archive.filename} from "
                        f"{archive.url} and put it in {raw_dir}/")
+
+
+@contextlib.contextmanager
+def staged(out_dir: Path, raw_dir: str | Path) -> Iterator[Path]:
+    """A staging folder for extracted archive members, always removed afterwards.
+
+    Error messages that name a file inside it are rewritten to name the raw folder instead
+    (``<raw_dir>/[archive]/...``): the staging path is gone by the time the user reads them.
+    """
+    staging = staging_dir(out_dir, "raw")
+    try:
+        yield staging
+    except RawDataError as exc:
+        message = str(exc).replace(str(staging), f"{raw_dir}/[archive]")
+        if message == str(exc):
+            raise
+        raise type(exc)(message) from exc
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def staging_dir(out_dir: Path, purpose: str) -> Path:

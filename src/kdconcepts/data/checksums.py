@@ -82,7 +82,7 @@ OFFICIAL_ARCHIVES: dict[str, dict[str, OfficialArchive]] = {
             filename="ILSVRC2013_DET_bbox_train.tgz",
             size=None,
             md5=None,
-            url="https://image-net.org/challenges/LSVRC/2013/ (registered download, DET bbox train)",
+            url="https://image-net.org/challenges/LSVRC/2013/ (registered download, DET bboxes)",
             folder="ILSVRC2013_DET_bbox_train",
         ),
     },

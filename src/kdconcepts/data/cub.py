@@ -22,7 +22,6 @@ Run as the DVC stage ``prepare_cub``::
 from __future__ import annotations
 
 import logging
-import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -32,9 +31,9 @@ from tqdm import tqdm
 
 from kdconcepts.data._official import (RawDataError, crop_and_resize, open_mask,
                                        open_official_source, open_rgb, provenance_text,
-                                       run_stage, scale_box, staging_dir)
+                                       run_stage, scale_box, staged)
 from kdconcepts.data.checksums import OfficialArchive, archives_for
-from kdconcepts.data.format import PreparedRecord, write_prepared
+from kdconcepts.data import PreparedRecord, write_prepared
 
 __all__ = ["prepare_cub", "main"]
 
@@ -85,7 +84,7 @@ def _member_wanted(name: str, classes: int | Sequence[str] | None) -> bool:
     return False
 
 
-def _records(cub_root: Path, seg_root: Path, *, classes, image_size: int, box_scale: float,
+def _records(cub_root: Path, seg_root: Path, *, image_size: int, box_scale: float,
              mask_threshold: int, class_folders: list[str]) -> Iterator[PreparedRecord]:
     images = _read_list(cub_root / "images.txt", 2)
     labels = _read_list(cub_root / "image_class_labels.txt", 2)
@@ -150,8 +149,7 @@ def prepare_cub(raw_dir: str | Path, out_dir: str | Path, *, image_size: int = 2
     table = dict(checksums or archives_for("cub"))
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = staging_dir(out_dir, "raw")
-    try:
+    with staged(out_dir, raw_dir) as staging:
         def wanted(name: str) -> bool:
             return _member_wanted(name, classes)
 
@@ -167,7 +165,7 @@ def prepare_cub(raw_dir: str | Path, out_dir: str | Path, *, image_size: int = 2
             raise RawDataError(f"no class of {cub_root / 'classes.txt'} matches classes="
                                f"{classes!r}")
         records = _records(cub_root, seg_root / table["segmentations"].folder,
-                           classes=classes, image_size=image_size, box_scale=box_scale,
+                           image_size=image_size, box_scale=box_scale,
                            mask_threshold=mask_threshold, class_folders=class_folders)
         provenance = {
             "dataset": "CUB-200-2011",
@@ -182,8 +180,6 @@ def prepare_cub(raw_dir: str | Path, out_dir: str | Path, *, image_size: int = 2
                 "foreground": "mask"}
         return write_prepared(out_dir, records, meta,
                               extra_files={"provenance.json": provenance_text(provenance)})
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

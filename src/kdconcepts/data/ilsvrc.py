@@ -29,7 +29,6 @@ Run as the DVC stage ``prepare_ilsvrc``::
 from __future__ import annotations
 
 import logging
-import shutil
 import tarfile
 import xml.etree.ElementTree as ET
 from collections import Counter
@@ -39,11 +38,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from kdconcepts.data._official import (RawDataError, crop_and_resize, extract_tar,
+from kdconcepts.data._official import (RawDataError, crop_and_resize,
                                        open_official_source, open_rgb, provenance_text,
-                                       run_stage, scale_box, staging_dir)
+                                       run_stage, scale_box, staged)
 from kdconcepts.data.checksums import OfficialArchive, archives_for
-from kdconcepts.data.format import PreparedRecord, write_prepared
+from kdconcepts.data import PreparedRecord, write_prepared
 
 __all__ = ["MAMMAL_SYNSETS", "central_mask", "prepare_ilsvrc", "main"]
 
@@ -104,14 +103,14 @@ def _parse_boxes(path: Path, wnid: str) -> list[tuple[float, float, float, float
 
 
 def _image_folder(images_root: Path, wnid: str, staging: Path) -> Path:
-    """The folder holding ``<wnid>_*.JPEG``: extracted already, or from ``<wnid>.tar``."""
+    """The folder holding ``<wnid>_*.JPEG``: extracted already, or from ``<wnid>.tar``.
+
+    (The caller has checked that one of the two exists.)
+    """
     folder = images_root / wnid
     if folder.is_dir():
         return folder
     inner = images_root / f"{wnid}.tar"
-    if not inner.is_file():
-        raise RawDataError(f"missing images of synset {wnid}: neither {inner} nor {folder}/ "
-                           f"exists (is {images_root.parent} the official DET train?)")
     target = staging / "inner" / wnid
     target.mkdir(parents=True, exist_ok=True)
     try:
@@ -129,8 +128,6 @@ def _records(images_root: Path, boxes_root: Path, synsets: list[str], staging: P
     rng = np.random.default_rng(seed)
     for label, wnid in enumerate(synsets):
         xml_dir = boxes_root / wnid
-        if not xml_dir.is_dir():
-            raise RawDataError(f"missing box annotations of synset {wnid}: {xml_dir}/")
         photos = {p.stem: p for p in _image_folder(images_root, wnid, staging).rglob("*")
                   if p.suffix.lower() in (".jpeg", ".jpg")}
         xml_files = sorted(xml_dir.glob("*.xml"))
@@ -198,7 +195,6 @@ def prepare_ilsvrc(raw_dir: str | Path, out_dir: str | Path, *, image_size: int 
     table = dict(checksums or archives_for("ilsvrc"))
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = staging_dir(out_dir, "raw")
     wanted_set = set(synsets)
 
     def wanted(name: str) -> bool:
@@ -209,15 +205,26 @@ def prepare_ilsvrc(raw_dir: str | Path, out_dir: str | Path, *, image_size: int 
             return len(parts) == 3 and parts[1] in wanted_set and name.endswith(".xml")
         return False
 
-    try:
+    with staged(out_dir, raw_dir) as staging:
         images_base, images_record = open_official_source(
             raw_dir, table["images"], staging, wanted, verify=verify)
         boxes_base, boxes_record = open_official_source(
             raw_dir, table["boxes"], staging, wanted, verify=verify)
+        images_root = images_base / table["images"].folder
+        boxes_root = boxes_base / table["boxes"].folder
+        # Name every absent synset at once (the staging paths would mean nothing to a user).
+        for what, root, present in (
+                ("box annotations", table["boxes"], lambda w: (boxes_root / w).is_dir()),
+                ("images", table["images"], lambda w: (images_root / w).is_dir()
+                 or (images_root / f"{w}.tar").is_file())):
+            absent = [w for w in synsets if not present(w)]
+            if absent:
+                raise RawDataError(f"no {what} of synset(s) {', '.join(absent)} in "
+                                   f"{root.filename} / {root.folder}/ under {raw_dir}; are "
+                                   f"they ILSVRC-2013 DET synsets? (param synsets)")
         scale = grid / foreground_cells
         skipped: Counter = Counter()
-        records = _records(images_base / table["images"].folder,
-                           boxes_base / table["boxes"].folder, synsets, staging,
+        records = _records(images_root, boxes_root, synsets, staging,
                            image_size=image_size, scale=scale, test_fraction=test_fraction,
                            seed=seed, min_box_size=min_box_size, skipped=skipped)
         params = {"image_size": image_size, "verify": verify, "synsets": synsets,
@@ -238,8 +245,6 @@ def prepare_ilsvrc(raw_dir: str | Path, out_dir: str | Path, *, image_size: int 
                 "foreground": "central", "synsets": synsets}
         return write_prepared(out_dir, records, meta,
                               extra_files={"provenance.json": provenance})
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -235,7 +235,13 @@ def _shape_mask(shape: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 def _texture_field(texture: str, u: np.ndarray, v: np.ndarray, phase: np.ndarray
                    ) -> np.ndarray:
-    """Boolean map: True where the texture takes the secondary colour (object frame)."""
+    """Boolean map: True where the texture takes the secondary colour (object frame).
+
+    Every texture covers about half of the object (dots of radius 0.4 lattice cells cover
+    pi * 0.16 = 0.50), and the random phase moves the pattern: so the proportion of the two
+    colours says little about the texture, and telling classes of one colour pattern apart
+    needs the spatial pattern and the shape.
+    """
     if texture == "stripes":
         return np.floor(u * 2.5 + phase[0]) % 2 == 1
     if texture == "checker":
@@ -243,9 +249,9 @@ def _texture_field(texture: str, u: np.ndarray, v: np.ndarray, phase: np.ndarray
     if texture == "dots":
         du = (u / 0.75 + phase[0]) % 1.0 - 0.5
         dv = (v / 0.75 + phase[1]) % 1.0 - 0.5
-        return du * du + dv * dv <= 0.3**2
+        return du * du + dv * dv <= 0.4**2
     if texture == "rings":
-        return np.floor(np.sqrt(u * u + v * v) * 3.5) % 2 == 1
+        return np.floor(np.sqrt(u * u + v * v) * 3.5 + phase[0]) % 2 == 1
     raise ValueError(f"unknown texture {texture!r}")
 
 

@@ -23,7 +23,6 @@ Run as the DVC stage ``prepare_voc``::
 from __future__ import annotations
 
 import logging
-import shutil
 import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
@@ -35,9 +34,9 @@ from tqdm import tqdm
 
 from kdconcepts.data._official import (RawDataError, crop_and_resize, extract_tar, open_mask,
                                        open_official_source, open_rgb, provenance_text,
-                                       run_stage, scale_box, staging_dir)
+                                       run_stage, scale_box, staged)
 from kdconcepts.data.checksums import OfficialArchive, archives_for
-from kdconcepts.data.format import PreparedRecord, write_prepared
+from kdconcepts.data import PreparedRecord, write_prepared
 
 __all__ = ["VOC_CLASSES", "prepare_voc", "parse_voc_objects", "main"]
 
@@ -175,8 +174,7 @@ def prepare_voc(raw_dir: str | Path, out_dir: str | Path, *, image_size: int = 2
     table = dict(checksums or archives_for("voc"))
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = staging_dir(out_dir, "raw")
-    try:
+    with staged(out_dir, raw_dir) as staging:
         # Pass 1: the split lists; pass 2: only the files of the segmentation subset
         # (JPEGImages holds ~17k photos, the subset ~2.9k).
         split_prefix = f"{_BASE}/ImageSets/Segmentation/"
@@ -216,8 +214,6 @@ def prepare_voc(raw_dir: str | Path, out_dir: str | Path, *, image_size: int = 2
         meta = {"name": "voc", "classes": class_names, "foreground": "mask"}
         return write_prepared(out_dir, records, meta,
                               extra_files={"provenance.json": provenance})
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,231 @@
+"""Benchmark: the batched sigma engine against the authors' per-image loop.
+
+Not a test: prints timings and ratios (noisy on a shared machine; repeat to judge).
+
+For each network it runs the same images, layer, seed and settings through
+  * ``loop``: the authors' structure (one image at a time, K noise samples a step, model
+    truncated at the layer as their ``get_feature``, parameters left requiring grad,
+    ``loss.backward()``, 60 steps, 80 when lambda is boosted, plus the sigma_f forward);
+  * ``engine``: :func:`kdconcepts.quantify.estimate_sigma` (fp32 and bf16 autocast),
+and prints the wall time of each, the speed ratio, how many images got the identical
+selected step and sigma (fp32: rtol 1e-4), and the time of one engine step against the
+floor: one plain fp32 forward+backward (parameters requiring grad, the way a training
+step does it) of the truncated model at the same batch of rows.
+
+    PYTHONPATH=src python benchmarks/bench_quantify.py --nets small --images 4
+    PYTHONPATH=src python benchmarks/bench_quantify.py --nets vgg16 --images 1 \\
+        --loop-steps 2          # VGG-16 at 224 px: time 2 loop steps and extrapolate
+
+With ``--loop-steps N`` the loop runs only N steps per image and its full-run time is
+extrapolated from the engine's own count of steps (answers are then not compared).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kdconcepts.quantify import SigmaConfig, estimate_sigma
+from kdconcepts.quantify.engine import (_Engine, _feature_gradient, noise_generator,
+                                        truncated_model)
+
+
+def small_vgg(num_classes: int = 8) -> tuple[nn.Module, str, int]:
+    """The default pipeline net (registry's small_vgg when available), layer, image size."""
+    try:
+        from kdconcepts.models import build_model, resolve_layer
+        return build_model("small_vgg", num_classes, 32), resolve_layer("small_vgg", "conv"), 32
+    except Exception:  # registry not there yet: a stand-in of the same shape
+        torch.manual_seed(0)
+
+        def block(c_in, c_out):
+            return [nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU()]
+
+        features = nn.Sequential(*block(3, 32), *block(32, 32), nn.MaxPool2d(2),
+                                 *block(32, 64), *block(64, 64), nn.MaxPool2d(2),
+                                 nn.Conv2d(64, 128, 3, padding=1))
+        model = nn.Sequential()
+        model.add_module("features", features)
+        model.add_module("head", nn.Sequential(nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                               nn.Linear(128, 256), nn.ReLU(),
+                                               nn.Linear(256, num_classes)))
+        for m in model.modules():  # non-trivial BN statistics, as after training
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+        return model.eval(), "features.12", 32
+
+
+def vgg16() -> tuple[nn.Module, str, int]:
+    import torchvision
+    torch.manual_seed(0)
+    return torchvision.models.vgg16(weights=None).eval(), "features.28", 224
+
+
+def make_images(n: int, size: int, seed: int = 0) -> torch.Tensor:
+    """Smooth random images, roughly normalised."""
+    generator = torch.Generator().manual_seed(seed)
+    coarse = torch.rand((n, 3, size // 4, size // 4), generator=generator)
+    return (F.interpolate(coarse, size=(size, size), mode="bilinear") - 0.5) / 0.25
+
+
+def loop_one_image(model, layer, image, cfg, generator, max_steps=None):
+    """The authors' per-image loop; returns (selected step, sigma, steps run)."""
+    extractor = truncated_model(model, layer)
+    extractor.requires_grad_(True)  # as in their code: weight gradients computed too
+    grid = cfg.grid
+    image = image[None]
+    shape = (cfg.samples, *image.shape[1:])
+    feature = lambda z: F.relu(extractor(z))  # noqa: E731
+    with torch.no_grad():
+        sigma0 = torch.full((1, 1, grid, grid), cfg.sigma_init)
+        noisy = image + F.interpolate(sigma0.expand(cfg.samples, 1, grid, grid),
+                                      size=image.shape[-2:], mode="nearest") \
+            * torch.randn(shape, generator=generator)
+        noise_feature = feature(noisy)
+        origin = feature(image).expand(noise_feature.size())
+        sigma_f = F.mse_loss(noise_feature, origin)
+    sigma = nn.Parameter(sigma0.clone())
+    optimizer = torch.optim.SGD([sigma], lr=cfg.lr)
+    lam, entropy, snaps = cfg.lam, np.zeros(cfg.steps), []
+    for epoch in range(cfg.steps):
+        if max_steps is not None and epoch >= max_steps:
+            break
+        sigma.data.clamp_(cfg.sigma_min, cfg.sigma_max)
+        unit = torch.randn(shape, generator=generator)
+        noisy = image + F.interpolate(sigma.expand(cfg.samples, 1, grid, grid),
+                                      size=image.shape[-2:], mode="nearest") * unit
+        penalty = torch.log(sigma).mean() + cfg.entropy_offset
+        snaps.append(sigma.detach().clone()[0, 0])
+        loss = F.mse_loss(feature(noisy), origin) / sigma_f - lam * penalty
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        entropy[epoch] = penalty.item()
+        if epoch == cfg.boost_after - 1:
+            if entropy[: cfg.boost_after].max() > cfg.target_entropy:
+                break
+            lam *= cfg.boost_factor
+    best = int(np.argmin(np.abs(entropy - cfg.target_entropy)))
+    return best, snaps[best] if best < len(snaps) else None, len(snaps)
+
+
+def time_floor(model, layer, rows, image_size, repeats):
+    """One plain fp32 forward+backward of the truncated model (weights requiring grad)."""
+    extractor = truncated_model(model, layer)
+    extractor.requires_grad_(True)
+    x = torch.randn(rows, 3, image_size, image_size, requires_grad=True)
+    times = []
+    for _ in range(repeats + 1):
+        start = time.perf_counter()
+        extractor(x).pow(2).sum().backward()
+        times.append(time.perf_counter() - start)
+    return min(times[1:])
+
+
+def time_engine_step(model, layer, images, cfg, precision, repeats):
+    """One engine gradient step with every image active (all B x K rows)."""
+    engine = _Engine(truncated_model(model, layer), torch.device("cpu"), precision,
+                     True, max_batch=len(images) * cfg.samples)
+    n, _, size, _ = images.shape
+    gens = [noise_generator(0, i) for i in range(n)]
+    draw = lambda b: torch.randn((cfg.samples, 3, size, size), generator=gens[b])  # noqa
+    with torch.no_grad():
+        clean = engine.features(images)
+        sigma = torch.full((n, cfg.grid, cfg.grid), cfg.sigma_init)
+        weight = torch.ones(n)
+        times = []
+        for _ in range(repeats + 1):
+            start = time.perf_counter()
+            _feature_gradient(engine, images, sigma, clean, weight, list(range(n)), draw,
+                              cfg.samples, size // cfg.grid, size // cfg.grid)
+            times.append(time.perf_counter() - start)
+    return min(times[1:])
+
+
+def bench(name, model, layer, size, args):
+    cfg = SigmaConfig(samples=args.samples)
+    images = make_images(args.images, size)
+    keys = list(range(args.images))
+    n = args.images
+    print(f"\n== {name}: layer {layer}, {size} px, {n} images, K={cfg.samples}, "
+          f"{torch.get_num_threads()} threads")
+
+    start = time.perf_counter()
+    loop = [loop_one_image(model, layer, images[b], cfg, noise_generator(args.seed, keys[b]),
+                           args.loop_steps) for b in range(n)]
+    loop_s = time.perf_counter() - start
+
+    results = {}
+    for precision in args.precisions:
+        start = time.perf_counter()
+        res = estimate_sigma(model, layer, images, cfg, seed=args.seed, image_keys=keys,
+                             device="cpu", precision=precision, max_batch=args.max_batch)
+        results[precision] = (res, time.perf_counter() - start)
+
+    fp32 = results.get("fp32", next(iter(results.values())))[0]
+    if args.loop_steps is not None:
+        # Extrapolate the loop to full runs: per image, sigma_f + the steps it would run
+        # (60, or 80 if boosted; taken from the engine's decisions).
+        per_step = loop_s / (n * (args.loop_steps + 1))
+        full_steps = torch.where(fp32.boosted, cfg.steps, cfg.boost_after).double()
+        loop_s = float(per_step * (full_steps + 1).sum())
+        print(f"loop      : {loop_s:9.2f} s  (extrapolated from {args.loop_steps} steps, "
+              f"{per_step:.3f} s/step)")
+    else:
+        print(f"loop      : {loop_s:9.2f} s  ({loop_s / n:.2f} s per image-checkpoint)")
+    for precision, (res, seconds) in results.items():
+        line = (f"engine {precision:4s}: {seconds:9.2f} s  ({seconds / n:.2f} s per "
+                f"image-checkpoint)  speed-up x{loop_s / seconds:.2f}")
+        if args.loop_steps is None:
+            same_step = sum(int(res.step[b]) == loop[b][0] for b in range(n))
+            same_sigma = sum(int(res.step[b]) == loop[b][0] and torch.allclose(
+                res.sigma[b], loop[b][1], rtol=1e-4, atol=1e-7) for b in range(n))
+            mean_diff = max(float((res.entropy[b] - (torch.log(loop[b][1])
+                                                     + cfg.entropy_offset)).abs().mean())
+                            for b in range(n))
+            line += (f"  identical step {same_step}/{n}, sigma {same_sigma}/{n}, "
+                     f"max mean |dH| {mean_diff:.2e}")
+        print(line)
+    print(f"engine passes per image: {fp32.passes.tolist()} (loop: "
+          f"{[r[2] for r in loop] if args.loop_steps is None else 'n/a'}), boosted "
+          f"{int(fp32.boosted.sum())}/{n}")
+
+    rows = n * cfg.samples
+    floor = time_floor(model, layer, rows, size, args.repeats)
+    print(f"floor (plain fp32 fwd+bwd, {rows} rows): {floor * 1e3:8.1f} ms")
+    for precision in args.precisions:
+        step = time_engine_step(model, layer, images, cfg, precision, args.repeats)
+        print(f"engine step {precision:4s} ({rows} rows): {step * 1e3:8.1f} ms  "
+              f"= {step / floor:.2f} x floor")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--nets", default="small,vgg16")
+    parser.add_argument("--images", type=int, default=4)
+    parser.add_argument("--samples", type=int, default=96)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--max-batch", type=int, default=1536)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--precisions", default="fp32,bf16")
+    parser.add_argument("--loop-steps", type=int, default=None,
+                        help="run only this many loop steps per image and extrapolate")
+    args = parser.parse_args(argv)
+    args.precisions = args.precisions.split(",")
+    torch.set_num_threads(args.threads)
+    nets = {"small": small_vgg, "vgg16": vgg16}
+    for name in args.nets.split(","):
+        model, layer, size = nets[name]()
+        bench(name, model, layer, size, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,295 @@
+"""Training regimes, checkpoints, weight distance, determinism and resume (issue 4), on tiny data."""
+
+import json
+import math
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+import torch
+
+from kdconcepts.features import extract_features
+from kdconcepts.models import resolve_layer, trunk_parameters
+from kdconcepts.train import (
+    RESUME_FILE,
+    Phase,
+    RunOptions,
+    WeightDistance,
+    checkpoint_name,
+    load_checkpoint,
+    log_linear_lr,
+    settings_hash,
+    train_baseline,
+    train_distilled_student,
+    train_teacher,
+)
+
+torch.set_num_threads(1)
+
+SIZE = 16
+OPTIONS = RunOptions(seed=3, device="cpu", progress=False, config_hash="cfg", data_hash="data")
+
+
+def tiny_split(n, num_classes=4, seed=0):
+    """Class-dependent colour blobs: learnable in a few epochs."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % num_classes
+    images = torch.randn(n, 3, SIZE, SIZE, generator=g) * 0.3
+    images[torch.arange(n), labels % 3, 4:12, 4:12] += 1.5 * (labels[:, None, None] // 3 + 1).float()
+    return SimpleNamespace(images=images, labels=labels, meta={"num_classes": num_classes, "image_size": SIZE})
+
+
+TRAIN, TEST = tiny_split(48), tiny_split(24, seed=1)
+
+
+def states_equal(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def load_state(path):
+    return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+
+
+class Crash(RuntimeError):
+    pass
+
+
+def crash_at(phase, epoch):
+    def hook(p, e):
+        if (p, e) == (phase, epoch):
+            raise Crash(f"simulated kill after {p} epoch {e}")
+
+    return hook
+
+
+def run_baseline(out_dir, **kwargs):
+    args = dict(arch="small_vgg", train=TRAIN, test=TEST, schedule=Phase(3, 16, 0.02, 0.002),
+                layers=["conv", "fc1"], checkpoint_epochs=[0, 1, 3], options=OPTIONS)
+    args.update(kwargs)
+    return train_baseline(out_dir, **args)
+
+
+def run_student(out_dir, teacher=None, **kwargs):
+    args = dict(arch="small_vgg", layer="fc1", train=TRAIN, test=TEST, schedule=Phase(3, 16, 0.02, 0.002),
+                checkpoint_epochs=[0, 2, 3], head_epochs=2, head_batch_size=16, head_lr=0.02, teacher=teacher,
+                options=OPTIONS)
+    args.update(kwargs)
+    return train_distilled_student(out_dir, **args)
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory):
+    out = tmp_path_factory.mktemp("teacher")
+    metrics = train_teacher(out, arch="small_vgg", train=TRAIN, test=TEST, init="pretrain",
+                            pretrain_data=tiny_split(64, num_classes=6, seed=5), pretrain=Phase(2, 16, 0.02, 0.01),
+                            finetune=Phase(2, 16, 0.01, 0.005), layers=["conv"], checkpoint_epochs=[0, 2],
+                            options=OPTIONS)
+    model, info = load_checkpoint(out / "final.pt")
+    return SimpleNamespace(dir=out, metrics=metrics, model=model, info=info)
+
+
+def test_log_linear_learning_rate():
+    rates = [log_linear_lr(e, 5, 0.1, 0.001) for e in range(5)]
+    assert rates[0] == pytest.approx(0.1) and rates[-1] == pytest.approx(0.001)
+    ratios = [b / a for a, b in zip(rates, rates[1:])]
+    assert all(r == pytest.approx(10 ** -0.5) for r in ratios)
+    assert log_linear_lr(0, 1, 0.1, 0.001) == 0.1
+
+
+def test_weight_distance_sums_step_norms_over_initial_norm():
+    w = torch.nn.Parameter(torch.tensor([3.0, 4.0]))  # ||w0|| = 5
+    tracker = WeightDistance({"fc1": w})
+    for delta in ([1.0, 0.0], [0.0, -2.0], [-1.0, 2.0]):  # step norms 1, 2, sqrt(5)
+        tracker.before_step()
+        with torch.no_grad():
+            w += torch.tensor(delta)
+        tracker.after_step()
+    assert tracker.steps == 3
+    # Summed per step, not the net displacement (which is 0 here).
+    assert tracker.distance()["fc1"] == pytest.approx((1 + 2 + math.sqrt(5)) / 5)
+    restored = WeightDistance({"fc1": w})
+    restored.load_state_dict(tracker.state_dict())
+    assert restored.distance() == tracker.distance()
+    with pytest.raises(ValueError, match="all zeros"):
+        WeightDistance({"x": torch.zeros(3)})
+
+
+def test_phase_and_options_validate_their_input():
+    with pytest.raises(ValueError, match="batch_size"):
+        Phase(1, 0, 0.1, 0.01)
+    with pytest.raises(ValueError, match="learning rates"):
+        Phase(1, 4, 0.0, 0.01)
+    with pytest.raises(ValueError, match="lacks"):
+        Phase.from_mapping({"epochs": 1})
+    with pytest.raises(ValueError, match="precision"):
+        RunOptions(precision="fp8")
+    settings = {"seed": 1, "device": "cpu", "training": {"precision": "bf16", "channels_last": True,
+                                                         "deterministic": False}}
+    options = RunOptions.from_settings(settings, data_hash="d")
+    assert (options.seed, options.precision, options.channels_last, options.deterministic) == (1, "bf16", True, False)
+    assert options.config_hash == settings_hash(dict(reversed(list(settings.items()))))
+    with pytest.raises(ValueError, match="unknown training option"):
+        RunOptions.from_settings({"seed": 0, "device": "cpu", "training": {"amp": True}}, data_hash="d")
+
+
+def test_baseline_writes_the_contracted_outputs(tmp_path):
+    metrics = run_baseline(tmp_path)
+    names = {p.name for p in tmp_path.iterdir()}
+    assert names == {checkpoint_name(e) for e in (0, 1, 3)} | {"final.pt", "weight_distance.csv",
+                                                                "train_log.jsonl", "metrics.json"}
+    assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
+    assert 0.0 <= metrics["test_accuracy"] <= 1.0
+    model, info = load_checkpoint(tmp_path / checkpoint_name(3))
+    assert (info["arch"], info["role"], info["epoch"], info["num_classes"], info["image_size"]) == \
+        ("small_vgg", "baseline", 3, 4, SIZE)
+    assert (info["config_hash"], info["data_hash"]) == ("cfg", "data")
+    assert not model.training
+    # Weight distance: 0 at epoch 0, non-decreasing, one row per layer and epoch, same as checkpoints.
+    table = pd.read_csv(tmp_path / "weight_distance.csv")
+    assert list(table.columns) == ["layer", "epoch", "step", "weight_distance"]
+    for layer, rows in table.groupby("layer"):
+        assert list(rows["epoch"]) == [0, 1, 2, 3]
+        assert list(rows["step"]) == [0, 3, 6, 9]  # 48 images / batch 16
+        assert rows["weight_distance"].iloc[0] == 0 and rows["weight_distance"].is_monotonic_increasing
+        assert info["weight_distance"][layer] == pytest.approx(float(rows["weight_distance"].iloc[-1]))
+    log = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [1, 2, 3]
+    assert [r["lr"] for r in log] == pytest.approx([0.02, 0.02 * 0.1 ** 0.5, 0.002])
+    assert all({"ce", "train_accuracy", "images_per_s", "seconds"} <= r.keys() for r in log)
+    assert log[-1]["ce"] < log[0]["ce"]
+    assert not (tmp_path / RESUME_FILE).exists()
+
+
+def test_cpu_training_is_bitwise_deterministic(tmp_path):
+    run_baseline(tmp_path / "a", checkpoint_epochs=[3])
+    run_baseline(tmp_path / "b", checkpoint_epochs=[3])
+    assert states_equal(load_state(tmp_path / "a" / "final.pt"), load_state(tmp_path / "b" / "final.pt"))
+    other_seed = RunOptions(seed=4, device="cpu", progress=False)
+    run_baseline(tmp_path / "c", checkpoint_epochs=[3], options=other_seed)
+    assert not states_equal(load_state(tmp_path / "a" / "final.pt"), load_state(tmp_path / "c" / "final.pt"))
+
+
+def test_a_killed_baseline_resumes_to_the_same_result(tmp_path):
+    run_baseline(tmp_path / "full")
+    with pytest.raises(Crash):
+        run_baseline(tmp_path / "killed", on_epoch_end=crash_at("train", 2))
+    assert (tmp_path / "killed" / RESUME_FILE).exists() and not (tmp_path / "killed" / "final.pt").exists()
+    run_baseline(tmp_path / "killed")
+    for name in ("final.pt", checkpoint_name(3)):
+        assert states_equal(load_state(tmp_path / "full" / name), load_state(tmp_path / "killed" / name))
+    full = pd.read_csv(tmp_path / "full" / "weight_distance.csv")
+    resumed = pd.read_csv(tmp_path / "killed" / "weight_distance.csv")
+    pd.testing.assert_frame_equal(full, resumed)
+    epochs = [json.loads(line)["epoch"] for line in (tmp_path / "killed" / "train_log.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2, 3]
+    assert not (tmp_path / "killed" / RESUME_FILE).exists()
+
+
+def test_resume_state_from_other_settings_is_ignored(tmp_path):
+    with pytest.raises(Crash):
+        run_baseline(tmp_path / "x", on_epoch_end=crash_at("train", 1))
+    changed = RunOptions(seed=3, device="cpu", progress=False, config_hash="other", data_hash="data")
+    run_baseline(tmp_path / "x", options=changed)
+    run_baseline(tmp_path / "ref", options=changed)
+    assert states_equal(load_state(tmp_path / "x" / "final.pt"), load_state(tmp_path / "ref" / "final.pt"))
+
+
+def test_teacher_pretrains_then_finetunes(teacher):
+    assert teacher.info["role"] == "teacher" and teacher.info["num_classes"] == 4
+    assert teacher.metrics["pretrain_classes"] == 6
+    names = {p.name for p in teacher.dir.iterdir()}
+    assert {checkpoint_name(0), checkpoint_name(2), "final.pt"} <= names
+    phases = [json.loads(line)["phase"] for line in (teacher.dir / "train_log.jsonl").read_text().splitlines()]
+    assert phases == ["pretrain", "pretrain", "finetune", "finetune"]
+    # Epoch 0 of fine-tuning is the pre-trained net: its conv weights are not the random init.
+    pretrained = load_state(teacher.dir / checkpoint_name(0))
+    assert pretrained["features.0.weight"].shape == (32, 3, 3, 3)
+    assert pretrained["classifier.6.weight"].shape == (4, 256)
+
+
+def test_teacher_errors(tmp_path):
+    common = dict(arch="small_vgg", train=TRAIN, test=TEST, finetune=Phase(1, 16, 0.01, 0.01), layers=["conv"],
+                  checkpoint_epochs=[0], options=OPTIONS)
+    with pytest.raises(ValueError, match="pretrain_data"):
+        train_teacher(tmp_path / "a", init="pretrain", **common)
+    with pytest.raises(ValueError, match="no ImageNet weights"):
+        train_teacher(tmp_path / "b", init="imagenet", **common)
+    with pytest.raises(ValueError, match="init must be"):
+        train_teacher(tmp_path / "c", init="scratch", **common)
+    with pytest.raises(ValueError, match="outside 0..1"):
+        train_teacher(tmp_path / "d", init="none", **{**common, "checkpoint_epochs": [0, 2]})
+
+
+def test_student_distils_only_up_to_the_layer_then_trains_the_head(tmp_path, teacher):
+    metrics = run_student(tmp_path, teacher=teacher.model)
+    init = load_state(tmp_path / checkpoint_name(0))
+    distilled = load_state(tmp_path / checkpoint_name(3))
+    final = load_state(tmp_path / "final.pt")
+    model, _ = load_checkpoint(tmp_path / "final.pt")
+    trunk, head = trunk_parameters(model, "small_vgg", "fc1")
+    # Distillation changes only the layers up to L (the MSE does not reach the head) ...
+    assert all(not torch.equal(init[n], distilled[n]) for n in trunk)
+    assert all(torch.equal(init[n], distilled[n]) for n in head)
+    # ... and the head phase only the layers above L, BatchNorm statistics of the trunk included.
+    assert all(torch.equal(distilled[n], final[n]) for n in trunk)
+    assert all(not torch.equal(distilled[n], final[n]) for n in head)
+    stats = [k for k in final if "running_mean" in k or "running_var" in k]
+    assert stats and all(torch.equal(distilled[k], final[k]) for k in stats)
+    log = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
+    assert [r["phase"] for r in log] == ["distill"] * 3 + ["head"] * 2
+    assert log[2]["mse"] < log[0]["mse"] and "ce" not in log[0] and "ce" in log[-1]
+    assert metrics["distill_mse"] == log[2]["mse"] and metrics["node"] == "classifier.0"
+    table = pd.read_csv(tmp_path / "weight_distance.csv")
+    assert set(table["layer"]) == {"fc1"} and list(table["epoch"]) == [0, 1, 2, 3]
+
+
+def test_student_and_baseline_share_their_initial_weights(tmp_path, teacher):
+    run_student(tmp_path / "s", teacher=teacher.model)
+    run_baseline(tmp_path / "b")
+    assert states_equal(load_state(tmp_path / "s" / checkpoint_name(0)), load_state(tmp_path / "b" / checkpoint_name(0)))
+
+
+def test_teacher_stays_frozen_in_eval_mode(tmp_path, teacher):
+    before = {k: v.clone() for k, v in teacher.model.state_dict().items()}
+    run_student(tmp_path, teacher=teacher.model, head_epochs=0)
+    assert states_equal(before, teacher.model.state_dict())  # BatchNorm running stats untouched too
+
+
+def test_precomputed_teacher_features_give_the_same_student(tmp_path, teacher):
+    features = extract_features(teacher.model, resolve_layer("small_vgg", "fc1"), TRAIN.images, batch_size=16)
+    run_student(tmp_path / "online", teacher=teacher.model)
+    run_student(tmp_path / "cached", teacher_features=features)
+    online, cached = load_state(tmp_path / "online" / "final.pt"), load_state(tmp_path / "cached" / "final.pt")
+    assert all(torch.allclose(online[k].float(), cached[k].float(), atol=1e-5) for k in online)
+
+
+def test_student_with_flips_computes_targets_online(tmp_path, teacher):
+    features = torch.zeros(len(TRAIN.images), 256)
+    with pytest.raises(ValueError, match="flips"):
+        run_student(tmp_path / "a", teacher_features=features, hflip=True)
+    with pytest.raises(ValueError, match="needs the teacher"):
+        run_student(tmp_path / "b")
+    with pytest.raises(ValueError, match="teacher features for"):
+        run_student(tmp_path / "c", teacher_features=features[:5])
+    run_student(tmp_path / "d", teacher=teacher.model, hflip=True, head_epochs=0)
+    run_student(tmp_path / "e", teacher=teacher.model, hflip=False, head_epochs=0)
+    assert not states_equal(load_state(tmp_path / "d" / "final.pt"), load_state(tmp_path / "e" / "final.pt"))
+
+
+@pytest.mark.parametrize("phase,epoch", [("distill", 2), ("head", 1)])
+def test_a_killed_student_resumes_to_the_same_result(tmp_path, teacher, phase, epoch):
+    run_student(tmp_path / "full", teacher=teacher.model)
+    with pytest.raises(Crash):
+        run_student(tmp_path / "killed", teacher=teacher.model, on_epoch_end=crash_at(phase, epoch))
+    run_student(tmp_path / "killed", teacher=teacher.model)
+    for name in ("final.pt", checkpoint_name(3)):
+        assert states_equal(load_state(tmp_path / "full" / name), load_state(tmp_path / "killed" / name))
+    full, resumed = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("full", "killed"))
+    assert full["test_accuracy"] == resumed["test_accuracy"] and full["distill_mse"] == resumed["distill_mse"]
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "full" / "weight_distance.csv"),
+                                  pd.read_csv(tmp_path / "killed" / "weight_distance.csv"))
+
+
+def test_checkpoint_epochs_beyond_the_run_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="outside 0..3"):
+        run_baseline(tmp_path, checkpoint_epochs=[0, 5])

@@ -1,0 +1,132 @@
+"""The training rules: dry runs of every paper config, and a real run of the training scripts."""
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from conftest import ROOT, snakemake
+from kdconcepts.features import load_features
+from kdconcepts.train import load_checkpoint
+
+PAPER_CONFIGS = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "config/paper").glob("*.yaml"))
+
+
+def _jobs(stdout: str) -> dict[str, int]:
+    table = stdout.split("Job stats:")[-1]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.M) if m[1] != "total"}
+
+
+def test_paper_configs_cover_every_dataset_and_network():
+    expected = {f"config/paper/{d}_{n}.yaml" for d in ("cub", "voc", "ilsvrc")
+                for n in ("alexnet", "vgg11", "vgg16", "vgg19", "resnet50", "resnet101", "resnet152")}
+    assert set(PAPER_CONFIGS) == expected
+    for path in PAPER_CONFIGS:
+        cfg = yaml.safe_load((ROOT / path).read_text())
+        dataset, arch = Path(path).stem.split("_")
+        assert cfg["architecture"] == arch and cfg["dataset"]["name"] == dataset
+        assert cfg["dataset"]["root"] == f"data/prepared/{dataset}"
+        assert cfg["dataset"]["dvc_stage"] == f"prepare_{dataset}"
+        assert cfg["teacher"]["init"] == "imagenet" and cfg["dataset"]["pretrain_root"] is None
+        assert cfg["checkpoints"] == [0, 2, 5, 10, 15, 20, 25, 30, 40, 50, 70, 90, 110, 130, 150]
+        assert cfg["distilled_student"]["epochs"] == cfg["baseline"]["epochs"] == 150
+        for section in (cfg["distilled_student"], cfg["baseline"]):
+            assert section["batch_size"] == 64 and section["lr_start"] == pytest.approx(10 * section["lr_end"])
+        assert cfg["quantify"]["lam"] == (6.0 if arch.startswith("resnet") else 7.0)
+        assert cfg["resources"]["gpus"] >= 1
+
+
+def _dry_run(repo, config):
+    run = snakemake(repo, "-n", "--cores", "4", "--configfile", config)
+    assert run.returncode == 0, run.stderr[-3000:]
+    cfg = yaml.safe_load((repo / config).read_text())
+    jobs = _jobs(run.stdout)
+    layers = len(cfg["layers"])
+    assert jobs["teacher"] == 1 and jobs["baseline"] == 1
+    assert jobs["distilled_student"] == layers
+    assert jobs.get("teacher_features", 0) == (0 if cfg["augment"]["hflip"] else layers)
+    assert jobs["quantify_checkpoint"] == 2 * layers * len(cfg["checkpoints"])
+    # The declared outputs follow the checkpoint list.
+    for epoch in cfg["checkpoints"]:
+        assert f"results/train/baseline/epoch_{epoch:03d}.pt" in run.stdout
+        assert f"results/train/distilled_student/fc1/epoch_{epoch:03d}.pt" in run.stdout
+    return run
+
+
+def test_dry_run_with_a_paper_config(repo_copy):
+    _dry_run(repo_copy, "config/paper/cub_vgg16.yaml")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config", PAPER_CONFIGS)
+def test_dry_run_with_every_paper_config(repo_copy, config):
+    _dry_run(repo_copy, config)
+
+
+def write_prepared(root: Path, n_per_class: dict[str, int], num_classes: int, size: int, seed: int) -> None:
+    """A tiny prepared dataset in the format of docs/ARCHITECTURE.md (not via kdconcepts.data)."""
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    rows = ["id,label,class_name,split"]
+    for split, per_class in n_per_class.items():
+        for label in range(num_classes):
+            for k in range(per_class):
+                image_id = f"{split}_{label}_{k}"
+                image = rng.integers(0, 80, size=(size, size, 3), dtype=np.uint8)
+                mask = np.zeros((size, size), dtype=np.uint8)
+                mask[4:12, 4:12] = 255
+                image[4:12, 4:12, label % 3] = 200
+                Image.fromarray(image, "RGB").save(root / "images" / f"{image_id}.png")
+                Image.fromarray(mask, "L").save(root / "masks" / f"{image_id}.png")
+                rows.append(f"{image_id},{label},class{label},{split}")
+    (root / "index.csv").write_text("\n".join(rows) + "\n")
+    meta = {"name": root.name, "image_size": size, "num_classes": num_classes,
+            "classes": [f"class{i}" for i in range(num_classes)], "mean": [0.2, 0.2, 0.2],
+            "std": [0.2, 0.2, 0.2], "foreground": "mask"}
+    (root / "meta.json").write_text(json.dumps(meta))
+
+
+def test_training_rules_run_end_to_end(repo_copy):
+    write_prepared(repo_copy / "data/tiny/target", {"train": 6, "test": 3}, num_classes=3, size=16, seed=0)
+    write_prepared(repo_copy / "data/tiny/pretrain", {"train": 6, "test": 1}, num_classes=4, size=16, seed=1)
+    cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    cfg["dataset"].update(root="data/tiny/target", pretrain_root="data/tiny/pretrain")
+    cfg["layers"] = ["conv", "fc2"]
+    cfg["threads"] = 1
+    cfg["teacher"]["pretrain"].update(epochs=1, batch_size=8)
+    cfg["teacher"]["finetune"].update(epochs=1, batch_size=8)
+    cfg["distilled_student"].update(epochs=2, batch_size=8)
+    cfg["distilled_student"]["head"].update(epochs=1, batch_size=8)
+    cfg["baseline"].update(epochs=2, batch_size=8)
+    cfg["checkpoints"] = [0, 1, 2]
+    (repo_copy / "tiny.yaml").write_text(yaml.safe_dump(cfg))
+    targets = ["results/train/baseline/final.pt", "results/train/distilled_student/conv/final.pt",
+               "results/train/distilled_student/fc2/final.pt"]
+    run = snakemake(repo_copy, *targets, "--cores", "1", "--configfile", "tiny.yaml")
+    assert run.returncode == 0, (run.stdout[-3000:], run.stderr[-3000:])
+    train = repo_copy / "results/train"
+    assert sorted(p.name for p in (train / "teacher").iterdir()) == [
+        "epoch_000.pt", "epoch_001.pt", "final.pt", "metrics.json", "train_log.jsonl", "weight_distance.csv"]
+    for folder in (train / "baseline", train / "distilled_student/conv", train / "distilled_student/fc2"):
+        names = sorted(p.name for p in folder.iterdir())
+        assert names == ["epoch_000.pt", "epoch_001.pt", "epoch_002.pt", "final.pt", "metrics.json",
+                         "train_log.jsonl", "weight_distance.csv"], folder
+    _, student = load_checkpoint(train / "distilled_student/fc2/epoch_002.pt")
+    _, baseline = load_checkpoint(train / "baseline/epoch_002.pt")
+    assert student["layer"] == "fc2" and student["role"] == "distilled_student"
+    assert len(student["data_hash"]) == 64 and len(student["config_hash"]) == 16
+    assert student["data_hash"] == baseline["data_hash"]
+    features, info = load_features(repo_copy / "results/features/fc2/teacher_train.pt")
+    assert features.shape == (18, 256) and info["ids"][0] == "train_0_0"
+    assert set(json.loads((train / "baseline/metrics.json").read_text())) >= {"test_accuracy"}
+    assert "Traceback" not in (repo_copy / "logs/train/baseline.log").read_text()
+    assert (repo_copy / "logs/benchmarks/train/baseline.tsv").exists()
+    # The student's distillation target came from the cached features (no augmentation).
+    state = torch.load(train / "distilled_student/conv/final.pt", weights_only=True)
+    assert state["weight_distance"].keys() == {"conv"}
