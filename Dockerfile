@@ -21,14 +21,16 @@
 ARG BASE_IMAGE=python:3.11-slim-bookworm@sha256:a36c24f9cbdf4fd0f52d67f0823eeac19c2028c637cecc392d97f980d4fec56b
 
 FROM ${BASE_IMAGE}
-
+# Re-declared so the label below can name the base this image was built from.
+ARG BASE_IMAGE
 # Versions the build asserts (must match envs/requirements.lock; the build checks that too).
 ARG TORCH_VERSION=2.14.1
 ARG TORCH_CUDA=13.0
 ARG PYTHON=python3.11
-# OCI labels: pass --build-arg REVISION="$(git rev-parse HEAD)".
-ARG SOURCE_URL=https://github.com/kdconcepts/kdconcepts
-ARG REVISION=unknown
+# OCI labels: pass --build-arg SOURCE_URL="$(git remote get-url origin)"
+#                  --build-arg REVISION="$(git rev-parse HEAD)" (docs/ARTIFACT_EVALUATION.md).
+ARG SOURCE_URL=""
+ARG REVISION=""
 # Non-root user; its primary group is 0 so `docker run --user <any uid>:0` can write too.
 ARG KD_UID=1000
 

@@ -92,6 +92,7 @@ def write_prepared(root: Path, n_per_class: dict[str, int], num_classes: int, si
     (root / "meta.json").write_text(json.dumps(meta))
 
 
+@pytest.mark.slow
 def test_training_rules_run_end_to_end(repo_copy):
     write_prepared(repo_copy / "data/tiny/target", {"train": 6, "test": 3}, num_classes=3, size=16, seed=0)
     write_prepared(repo_copy / "data/tiny/pretrain", {"train": 6, "test": 1}, num_classes=4, size=16, seed=1)
