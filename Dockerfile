@@ -6,10 +6,10 @@
 # Base image. PyTorch 2.14.1 + CUDA 13.0 come from the hash-pinned lock (envs/requirements.lock:
 # torch 2.14.1+cu130 and the nvidia-* CUDA 13.0 runtime wheels it depends on), which was
 # compiled for CPython 3.11, so the base must provide a working Python 3.11:
-# - pytorch/pytorch:2.14.1-cuda13.0-cudnn9-runtime and nvidia/cuda:13.0.x-*-ubuntu24.04 ship
-#   Python 3.12 only;
-# - nvidia/cuda:13.0.x-*-ubuntu22.04 only offers Ubuntu's python3.11 3.11.0~rc1, which lacks
-#   sys.get_int_max_str_digits that torch 2.14 needs.
+# - pytorch/pytorch:2.14.1-cuda13.0-cudnn9-* use the system Python 3.12 of Ubuntu 24.04, and
+#   Ubuntu 24.04's archive (nvidia/cuda:13.0.x-*-ubuntu24.04) has no Python 3.11;
+# - Ubuntu 22.04's archive (nvidia/cuda:13.0.x-*-ubuntu22.04) only has python3.11
+#   3.11.0~rc1, a release candidate without sys.get_int_max_str_digits (used by torch._dynamo).
 # So the base is the Docker Official python:3.11-slim-bookworm image, pinned by digest; the CUDA
 # user-space libraries are the lock's wheels (what torch loads even on a CUDA base image), and
 # only the NVIDIA driver comes from the host through the NVIDIA Container Toolkit (--gpus).
@@ -27,19 +27,8 @@ ARG BASE_IMAGE
 ARG TORCH_VERSION=2.14.1
 ARG TORCH_CUDA=13.0
 ARG PYTHON=python3.11
-# OCI labels: pass --build-arg SOURCE_URL="$(git remote get-url origin)"
-#                  --build-arg REVISION="$(git rev-parse HEAD)" (docs/ARTIFACT_EVALUATION.md).
-ARG SOURCE_URL=""
-ARG REVISION=""
 # Non-root user; its primary group is 0 so `docker run --user <any uid>:0` can write too.
 ARG KD_UID=1000
-
-LABEL org.opencontainers.image.title="kdconcepts" \
-      org.opencontainers.image.description="Explaining Knowledge Distillation by Quantifying the Knowledge (Cheng et al., CVPR 2020): reproducible artifact" \
-      org.opencontainers.image.source="${SOURCE_URL}" \
-      org.opencontainers.image.revision="${REVISION}" \
-      org.opencontainers.image.licenses="MIT" \
-      org.opencontainers.image.base.name="${BASE_IMAGE}"
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
@@ -86,12 +75,23 @@ COPY --chown=kd:0 . .
 RUN pip install --no-cache-dir --no-deps --no-build-isolation . \
     && rm -rf build src/*.egg-info \
     && dvc config --local core.no_scm true \
-    && mkdir -p results data logs "${MPLCONFIGDIR}" "${TORCH_HOME}" \
+    && mkdir -p results data "${MPLCONFIGDIR}" "${TORCH_HOME}" \
     && chown -R kd:0 /home/kd \
     && chmod -R g=u /home/kd \
     && python -c "import kdconcepts"
 
 USER ${KD_UID}:0
+
+# OCI labels last, so a new revision does not invalidate the cached layers above. Pass
+#   --build-arg SOURCE_URL="$(git remote get-url origin)" --build-arg REVISION="$(git rev-parse HEAD)"
+ARG SOURCE_URL=""
+ARG REVISION=""
+LABEL org.opencontainers.image.title="kdconcepts" \
+      org.opencontainers.image.description="Explaining Knowledge Distillation by Quantifying the Knowledge (Cheng et al., CVPR 2020): reproducible artifact" \
+      org.opencontainers.image.source="${SOURCE_URL}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.licenses="MIT" \
+      org.opencontainers.image.base.name="${BASE_IMAGE}"
 
 # `docker run IMAGE` alone runs the default pipeline; any other command replaces it.
 CMD ["snakemake", "--cores", "all"]

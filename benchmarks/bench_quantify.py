@@ -1,6 +1,8 @@
 """Benchmark: the batched sigma engine against the authors' per-image loop.
 
 Not a test: prints timings and ratios (noisy on a shared machine; repeat to judge).
+Times are process CPU seconds (all threads; robust when other jobs share the cores)
+and wall seconds; ratios use CPU time.
 
 For each network it runs the same images, layer, seed and settings through
   * ``loop``: the authors' structure (one image at a time, K noise samples a step, model
@@ -13,17 +15,21 @@ floor: one plain fp32 forward+backward (parameters requiring grad, the way a tra
 step does it) of the truncated model at the same batch of rows.
 
     PYTHONPATH=src python benchmarks/bench_quantify.py --nets small --images 4
+    PYTHONPATH=src python benchmarks/bench_quantify.py --nets vgg16 --size 32 --images 2
     PYTHONPATH=src python benchmarks/bench_quantify.py --nets vgg16 --images 1 \\
-        --loop-steps 2          # VGG-16 at 224 px: time 2 loop steps and extrapolate
+        --steps-only --repeats 1  # VGG-16 at 224 px: one step each, full runs too slow
 
 With ``--loop-steps N`` the loop runs only N steps per image and its full-run time is
 extrapolated from the engine's own count of steps (answers are then not compared).
+``--engine-only`` prints only the engine's cost per image-checkpoint (e.g. ``--nets small
+--images 24 --precisions fp32``: the default pipeline's candidates).
+``--steps-only`` times one loop step, one engine step and the floor, and estimates the
+full-run ratio from them.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import time
 
 import numpy as np
@@ -32,8 +38,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdconcepts.quantify import SigmaConfig, estimate_sigma
-from kdconcepts.quantify.engine import (_Engine, _feature_gradient, noise_generator,
-                                        truncated_model)
+from kdconcepts.quantify.engine import (CPU_CHUNK_BYTES, _Engine, _feature_gradient,
+                                        noise_generator, truncated_model)
 
 
 def small_vgg(num_classes: int = 8) -> tuple[nn.Module, str, int]:
@@ -77,7 +83,7 @@ def make_images(n: int, size: int, seed: int = 0) -> torch.Tensor:
 
 def loop_one_image(model, layer, image, cfg, generator, max_steps=None):
     """The authors' per-image loop; returns (selected step, sigma, steps run)."""
-    extractor = truncated_model(model, layer)
+    extractor = truncated_model(model, layer, fold_batchnorm=False, relu_in_place=False)
     extractor.requires_grad_(True)  # as in their code: weight gradients computed too
     grid = cfg.grid
     image = image[None]
@@ -116,16 +122,26 @@ def loop_one_image(model, layer, image, cfg, generator, max_steps=None):
     return best, snaps[best] if best < len(snaps) else None, len(snaps)
 
 
+class Clock:
+    """CPU (process, all threads) and wall seconds since start."""
+
+    def __init__(self):
+        self.cpu, self.wall = time.process_time(), time.perf_counter()
+
+    def stop(self):
+        return time.process_time() - self.cpu, time.perf_counter() - self.wall
+
+
 def time_floor(model, layer, rows, image_size, repeats):
     """One plain fp32 forward+backward of the truncated model (weights requiring grad)."""
-    extractor = truncated_model(model, layer)
+    extractor = truncated_model(model, layer, fold_batchnorm=False, relu_in_place=False)
     extractor.requires_grad_(True)
     x = torch.randn(rows, 3, image_size, image_size, requires_grad=True)
     times = []
     for _ in range(repeats + 1):
-        start = time.perf_counter()
+        clock = Clock()
         extractor(x).pow(2).sum().backward()
-        times.append(time.perf_counter() - start)
+        times.append(clock.stop()[0])
     return min(times[1:])
 
 
@@ -133,6 +149,7 @@ def time_engine_step(model, layer, images, cfg, precision, repeats):
     """One engine gradient step with every image active (all B x K rows)."""
     engine = _Engine(truncated_model(model, layer), torch.device("cpu"), precision,
                      True, max_batch=len(images) * cfg.samples)
+    engine.fit_chunk(images, CPU_CHUNK_BYTES, cfg.samples)  # as estimate_sigma on a CPU
     n, _, size, _ = images.shape
     gens = [noise_generator(0, i) for i in range(n)]
     draw = lambda b: torch.randn((cfg.samples, 3, size, size), generator=gens[b])  # noqa
@@ -142,11 +159,54 @@ def time_engine_step(model, layer, images, cfg, precision, repeats):
         weight = torch.ones(n)
         times = []
         for _ in range(repeats + 1):
-            start = time.perf_counter()
+            clock = Clock()
             _feature_gradient(engine, images, sigma, clean, weight, list(range(n)), draw,
                               cfg.samples, size // cfg.grid, size // cfg.grid)
-            times.append(time.perf_counter() - start)
+            times.append(clock.stop()[0])
     return min(times[1:])
+
+
+def time_loop_step(model, layer, image, cfg, repeats):
+    """One step of the authors' loop (K rows, weight gradients too), CPU seconds."""
+    extractor = truncated_model(model, layer, fold_batchnorm=False, relu_in_place=False)
+    extractor.requires_grad_(True)
+    image = image[None]
+    grid = cfg.grid
+    sigma = nn.Parameter(torch.full((1, 1, grid, grid), cfg.sigma_init))
+    with torch.no_grad():
+        origin = F.relu(extractor(image))
+    times = []
+    for _ in range(repeats + 1):
+        clock = Clock()
+        unit = torch.randn((cfg.samples, *image.shape[1:]))
+        noisy = image + F.interpolate(sigma.expand(cfg.samples, 1, grid, grid),
+                                      size=image.shape[-2:], mode="nearest") * unit
+        loss = F.mse_loss(F.relu(extractor(noisy)), origin.expand(cfg.samples, -1, -1, -1)) \
+            - torch.log(sigma).mean()
+        loss.backward()
+        times.append(clock.stop()[0])
+    return min(times[1:])
+
+
+def bench_steps_only(name, model, layer, size, args):
+    """Per-step timings only (for nets too slow for full runs on this CPU)."""
+    cfg = SigmaConfig(samples=args.samples)
+    n = args.images
+    images = make_images(n, size)
+    print(f"\n== {name} (per-step timings only): layer {layer}, {size} px, {n} image(s), "
+          f"K={cfg.samples}, {torch.get_num_threads()} threads")
+    loop_step = time_loop_step(model, layer, images[0], cfg, args.repeats)
+    print(f"loop step (1 image, {cfg.samples} rows): cpu {loop_step:8.2f} s")
+    floor = time_floor(model, layer, n * cfg.samples, size, args.repeats)
+    print(f"floor (plain fp32 fwd+bwd, {n * cfg.samples} rows): cpu {floor:8.2f} s")
+    for precision in args.precisions:
+        step = time_engine_step(model, layer, images, cfg, precision, args.repeats)
+        # Full runs: the loop does 60 steps + a sigma_f forward, the engine 59 passes + a
+        # sigma_f forward (images that stop at the decision step; the forward ~ 1/3 step).
+        ratio = loop_step * (60 + 1 / 3) / (step / n * (59 + 1 / 3))
+        print(f"engine step {precision:4s} ({n * cfg.samples} rows): cpu {step:8.2f} s "
+              f"= {step / floor:.2f} x floor; per image {step / n:.2f} s = loop step / "
+              f"{loop_step / (step / n):.2f}; estimated full-run speed-up x{ratio:.2f}")
 
 
 def bench(name, model, layer, size, args):
@@ -157,32 +217,59 @@ def bench(name, model, layer, size, args):
     print(f"\n== {name}: layer {layer}, {size} px, {n} images, K={cfg.samples}, "
           f"{torch.get_num_threads()} threads")
 
-    start = time.perf_counter()
+    if args.engine_only:  # the pipeline's cost: seconds per image-checkpoint
+        for precision in args.precisions:
+            clock = Clock()
+            res = estimate_sigma(model, layer, images, cfg, seed=args.seed, image_keys=keys,
+                                 device="cpu", precision=precision, max_batch=args.max_batch)
+            cpu, wall = clock.stop()
+            print(f"engine {precision:4s}: cpu {cpu:8.2f} s  wall {wall:8.2f} s  = cpu "
+                  f"{cpu / n:.2f} s, wall {wall / n:.2f} s per image-checkpoint "
+                  f"(passes {sorted(set(res.passes.tolist()))}, boosted "
+                  f"{int(res.boosted.sum())}/{n})")
+        return
+    clock = Clock()
     loop = [loop_one_image(model, layer, images[b], cfg, noise_generator(args.seed, keys[b]),
                            args.loop_steps) for b in range(n)]
-    loop_s = time.perf_counter() - start
+    loop_s, loop_wall = clock.stop()
 
     results = {}
     for precision in args.precisions:
-        start = time.perf_counter()
+        clock = Clock()
         res = estimate_sigma(model, layer, images, cfg, seed=args.seed, image_keys=keys,
                              device="cpu", precision=precision, max_batch=args.max_batch)
-        results[precision] = (res, time.perf_counter() - start)
+        results[precision] = (res, *clock.stop())
 
     fp32 = results.get("fp32", next(iter(results.values())))[0]
+    if args.seed_spread and "fp32" in results:
+        # Scale for the bf16 differences: the same engine, fp32, another noise seed.
+        other = estimate_sigma(model, layer, images, cfg, seed=args.seed + 1, image_keys=keys,
+                               device="cpu", max_batch=args.max_batch)
+        spread = (other.entropy - fp32.entropy).abs().mean(dim=(1, 2))
+        print(f"fp32 seed {args.seed} vs seed {args.seed + 1}: mean |dH| per image "
+              f"{[round(float(v), 4) for v in spread]}, same step "
+              f"{int((other.step == fp32.step).sum())}/{n}")
+        for precision, (res, _, _) in results.items():
+            if precision != "fp32":
+                diff = (res.entropy - fp32.entropy).abs().mean(dim=(1, 2))
+                print(f"{precision} vs fp32 (same seed): mean |dH| per image "
+                      f"{[round(float(v), 4) for v in diff]}, same step "
+                      f"{int((res.step == fp32.step).sum())}/{n}")
     if args.loop_steps is not None:
         # Extrapolate the loop to full runs: per image, sigma_f + the steps it would run
         # (60, or 80 if boosted; taken from the engine's decisions).
         per_step = loop_s / (n * (args.loop_steps + 1))
         full_steps = torch.where(fp32.boosted, cfg.steps, cfg.boost_after).double()
         loop_s = float(per_step * (full_steps + 1).sum())
-        print(f"loop      : {loop_s:9.2f} s  (extrapolated from {args.loop_steps} steps, "
+        print(f"loop       : cpu {loop_s:9.2f} s (extrapolated from {args.loop_steps} steps, "
               f"{per_step:.3f} s/step)")
     else:
-        print(f"loop      : {loop_s:9.2f} s  ({loop_s / n:.2f} s per image-checkpoint)")
-    for precision, (res, seconds) in results.items():
-        line = (f"engine {precision:4s}: {seconds:9.2f} s  ({seconds / n:.2f} s per "
-                f"image-checkpoint)  speed-up x{loop_s / seconds:.2f}")
+        print(f"loop       : cpu {loop_s:9.2f} s  wall {loop_wall:9.2f} s  "
+              f"({loop_s / n:.2f} cpu s per image-checkpoint)")
+    for precision, (res, seconds, wall) in results.items():
+        line = (f"engine {precision:4s}: cpu {seconds:9.2f} s  wall {wall:9.2f} s  "
+                f"({seconds / n:.2f} cpu s per image-checkpoint)  "
+                f"speed-up x{loop_s / seconds:.2f}")
         if args.loop_steps is None:
             same_step = sum(int(res.step[b]) == loop[b][0] for b in range(n))
             same_sigma = sum(int(res.step[b]) == loop[b][0] and torch.allclose(
@@ -199,10 +286,10 @@ def bench(name, model, layer, size, args):
 
     rows = n * cfg.samples
     floor = time_floor(model, layer, rows, size, args.repeats)
-    print(f"floor (plain fp32 fwd+bwd, {rows} rows): {floor * 1e3:8.1f} ms")
+    print(f"floor (plain fp32 fwd+bwd, {rows} rows): cpu {floor * 1e3:8.1f} ms")
     for precision in args.precisions:
         step = time_engine_step(model, layer, images, cfg, precision, args.repeats)
-        print(f"engine step {precision:4s} ({rows} rows): {step * 1e3:8.1f} ms  "
+        print(f"engine step {precision:4s} ({rows} rows): cpu {step * 1e3:8.1f} ms  "
               f"= {step / floor:.2f} x floor")
 
 
@@ -216,6 +303,14 @@ def main(argv=None):
     parser.add_argument("--max-batch", type=int, default=1536)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--precisions", default="fp32,bf16")
+    parser.add_argument("--engine-only", action="store_true",
+                        help="only the engine's cost per image-checkpoint (pipeline sizing)")
+    parser.add_argument("--steps-only", action="store_true",
+                        help="per-step timings only (loop step, engine step, floor)")
+    parser.add_argument("--size", type=int, default=None,
+                        help="image size override (e.g. VGG-16 at 32 px for full runs)")
+    parser.add_argument("--seed-spread", action="store_true",
+                        help="also run fp32 with seed+1, to put bf16 differences in scale")
     parser.add_argument("--loop-steps", type=int, default=None,
                         help="run only this many loop steps per image and extrapolate")
     args = parser.parse_args(argv)
@@ -224,7 +319,8 @@ def main(argv=None):
     nets = {"small": small_vgg, "vgg16": vgg16}
     for name in args.nets.split(","):
         model, layer, size = nets[name]()
-        bench(name, model, layer, size, args)
+        size = args.size or size
+        (bench_steps_only if args.steps_only else bench)(name, model, layer, size, args)
 
 
 if __name__ == "__main__":

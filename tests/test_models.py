@@ -129,7 +129,7 @@ def test_student_init_matches_the_authors_scheme():
     model = init_student_weights(build_model("small_vgg", 8, 32))
     fc = model.classifier[0].weight.detach()
     assert abs(float(fc.std()) - 0.01) < 0.001 and abs(float(fc.mean())) < 0.001
-    assert float(model.classifier[0].bias.abs().sum()) == 0.0
+    assert float(model.classifier[0].bias.detach().abs().sum()) == 0.0
     conv = model.features[7]  # 32 -> 64 channels: kaiming fan_out std = sqrt(2 / (64 * 9))
     expected = math.sqrt(2.0 / (64 * 9))
     assert abs(float(conv.weight.detach().std()) - expected) / expected < 0.05

@@ -37,6 +37,18 @@ class TinyNet(nn.Module):
         return self.head(self.features(x).flatten(1))
 
 
+class TinyBNNet(TinyNet):
+    """TinyNet with eval-mode BatchNorm (which the engine folds into the conv)."""
+
+    def __init__(self) -> None:
+        super().__init__(seed=2)
+        self.features[1] = nn.BatchNorm2d(8)
+        self.features[1].running_mean.uniform_(-0.2, 0.2)
+        self.features[1].running_var.uniform_(0.5, 2.0)
+        self.features[1].weight.data.uniform_(0.5, 1.5)
+        self.eval()
+
+
 class LeftHalfNet(nn.Module):
     """Reads only the left half of the image."""
 
@@ -124,12 +136,13 @@ def reference_sigma(model, layer, image, cfg, generator):
             "sigma_f": sigma_f.item(), "entropy": entropy, "runs": len(snapshots)}
 
 
-@pytest.mark.parametrize("target", [-2.8, -3.0, 0.0])
-def test_matches_the_authors_per_image_loop(target):
+@pytest.mark.parametrize("target, net", [(-2.8, TinyNet), (-3.0, TinyNet), (0.0, TinyNet),
+                                         (-2.8, TinyBNNet)])
+def test_matches_the_authors_per_image_loop(target, net):
     # -2.8 is crossed after the boost; -3.0 is crossed early, so the image stops at the
     # decision step; 0.0 is never reached: boosted, and the last snapshot is selected.
     cfg = SigmaConfig(**{**CFG.__dict__, "target_entropy": target})
-    model, x, keys = TinyNet(), images(3), ["a", "b", "c"]
+    model, x, keys = net(), images(3), ["a", "b", "c"]
     res = estimate_sigma(model, "features.3", x, cfg, seed=5, image_keys=keys,
                          max_batch=8)
     for b, key in enumerate(keys):
@@ -293,3 +306,36 @@ def test_config_from_mapping_reads_the_quantify_section():
     assert isinstance(cfg.lam, float) and cfg.lr == 1e-4
     with pytest.raises(ValueError, match="unknown"):
         SigmaConfig.from_mapping({"gird": 16})
+
+
+class SkipNet(nn.Module):
+    """A conv output used twice (ReLU and a skip connection) and a ReLU module reused."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(3)
+        self.conv1 = nn.Conv2d(3, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4).eval()
+        self.bn.running_mean.uniform_(-0.5, 0.5)
+        self.conv2 = nn.Conv2d(4, 4, 3, padding=1)
+        self.relu = nn.ReLU()
+
+    def forward(self, x):
+        a = self.bn(self.conv1(x))
+        return self.relu(self.conv2(self.relu(a))) + a
+
+
+def test_truncated_model_keeps_the_function():
+    from kdconcepts.quantify.engine import truncated_model
+    model = SkipNet().eval()
+    x = torch.randn(2, 3, 8, 8)
+    fast = truncated_model(model, "add")
+    code = fast.extractor.code
+    # BN folded into conv1; only the ReLU after conv2 may run in place (a has two users).
+    assert "bn" not in code and code.count("relu_(") == 1
+    torch.testing.assert_close(fast(x), model(x), rtol=1e-5, atol=1e-6)
+    x.requires_grad_(True)
+    (grad,) = torch.autograd.grad(fast(x).pow(2).sum(), x)
+    x_ref = x.detach().requires_grad_(True)
+    (grad_ref,) = torch.autograd.grad(model(x_ref).pow(2).sum(), x_ref)
+    torch.testing.assert_close(grad, grad_ref, rtol=1e-4, atol=1e-6)

@@ -11,6 +11,7 @@ import torch
 from kdconcepts.features import extract_features
 from kdconcepts.models import resolve_layer, trunk_parameters
 from kdconcepts.train import (
+    RESUME_CHECKPOINTS,
     RESUME_FILE,
     Phase,
     RunOptions,
@@ -48,6 +49,12 @@ def states_equal(a, b):
 
 def load_state(path):
     return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+
+
+def delete_declared_outputs(folder):
+    for path in folder.iterdir():
+        if not path.name.startswith("."):
+            path.unlink()
 
 
 class Crash(RuntimeError):
@@ -174,7 +181,10 @@ def test_a_killed_baseline_resumes_to_the_same_result(tmp_path):
     with pytest.raises(Crash):
         run_baseline(tmp_path / "killed", on_epoch_end=crash_at("train", 2))
     assert (tmp_path / "killed" / RESUME_FILE).exists() and not (tmp_path / "killed" / "final.pt").exists()
+    assert (tmp_path / "killed" / checkpoint_name(1)).exists()
+    delete_declared_outputs(tmp_path / "killed")  # as Snakemake does with a failed job's outputs
     run_baseline(tmp_path / "killed")
+    assert (tmp_path / "killed" / checkpoint_name(1)).exists() and (tmp_path / "killed" / checkpoint_name(0)).exists()
     for name in ("final.pt", checkpoint_name(3)):
         assert states_equal(load_state(tmp_path / "full" / name), load_state(tmp_path / "killed" / name))
     full = pd.read_csv(tmp_path / "full" / "weight_distance.csv")
@@ -183,6 +193,7 @@ def test_a_killed_baseline_resumes_to_the_same_result(tmp_path):
     epochs = [json.loads(line)["epoch"] for line in (tmp_path / "killed" / "train_log.jsonl").read_text().splitlines()]
     assert epochs == [1, 2, 3]
     assert not (tmp_path / "killed" / RESUME_FILE).exists()
+    assert not (tmp_path / "killed" / RESUME_CHECKPOINTS).exists()
 
 
 def test_resume_state_from_other_settings_is_ignored(tmp_path):
@@ -281,8 +292,9 @@ def test_a_killed_student_resumes_to_the_same_result(tmp_path, teacher, phase, e
     run_student(tmp_path / "full", teacher=teacher.model)
     with pytest.raises(Crash):
         run_student(tmp_path / "killed", teacher=teacher.model, on_epoch_end=crash_at(phase, epoch))
+    delete_declared_outputs(tmp_path / "killed")
     run_student(tmp_path / "killed", teacher=teacher.model)
-    for name in ("final.pt", checkpoint_name(3)):
+    for name in ("final.pt", checkpoint_name(0), checkpoint_name(2), checkpoint_name(3)):
         assert states_equal(load_state(tmp_path / "full" / name), load_state(tmp_path / "killed" / name))
     full, resumed = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("full", "killed"))
     assert full["test_accuracy"] == resumed["test_accuracy"] and full["distill_mse"] == resumed["distill_mse"]
@@ -293,3 +305,21 @@ def test_a_killed_student_resumes_to_the_same_result(tmp_path, teacher, phase, e
 def test_checkpoint_epochs_beyond_the_run_are_refused(tmp_path):
     with pytest.raises(ValueError, match="outside 0..3"):
         run_baseline(tmp_path, checkpoint_epochs=[0, 5])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_and_channels_last_on_cuda(tmp_path, precision):
+    options = RunOptions(seed=3, device="cuda", precision=precision, channels_last=True, progress=False)
+    metrics = run_baseline(tmp_path, options=options)
+    assert metrics["device"].startswith("cuda") and math.isfinite(metrics["test_accuracy"])
+    model, _ = load_checkpoint(tmp_path / "final.pt")  # saved on the CPU, loadable anywhere
+    assert next(model.parameters()).device.type == "cpu"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_deterministic_cuda_training_repeats(tmp_path):
+    options = RunOptions(seed=3, device="cuda", deterministic=True, progress=False)
+    run_baseline(tmp_path / "a", options=options, checkpoint_epochs=[3])
+    run_baseline(tmp_path / "b", options=options, checkpoint_epochs=[3])
+    assert states_equal(load_state(tmp_path / "a" / "final.pt"), load_state(tmp_path / "b" / "final.pt"))

@@ -27,24 +27,25 @@ from tqdm.auto import tqdm
 __all__ = ["tap", "extract_features", "save_features", "load_features"]
 
 
+class _Tap(nn.Module):
+    """Wraps a feature-extractor graph so that calling it returns the one tapped tensor."""
+
+    def __init__(self, graph: nn.Module):
+        super().__init__()
+        self.graph = graph
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.graph(x)["out"]
+
+
 def tap(model: nn.Module, layer_node: str) -> nn.Module:
     """A module computing only ``model`` up to ``layer_node`` and returning that node's output.
 
     It shares the parameters (and BatchNorm buffers) of ``model``: gradients and running-stat
-    updates reach the original network. The traced graph follows ``model``'s mode when this
-    function is called (train and eval graphs are identical for the nets of the registry).
+    updates reach the original network, and the leaf modules' train/eval mode is the model's.
+    (The nets of the registry trace to the same graph in train and eval mode.)
     """
-    extractor = create_feature_extractor(model, return_nodes={layer_node: "out"})
-
-    class _Tap(nn.Module):
-        def __init__(self, graph: nn.Module):
-            super().__init__()
-            self.graph = graph
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.graph(x)["out"]
-
-    return _Tap(extractor)
+    return _Tap(create_feature_extractor(model, return_nodes={layer_node: "out"}))
 
 
 @torch.no_grad()

@@ -122,6 +122,7 @@ def evaluate_metrics(tables: Mapping[tuple[str, str, object], str | Path], data_
             wd = None
             if network in verdicts:
                 wd_table = pd.read_csv(weight_distance[(layer, network)])
+                wd_table = wd_table[wd_table["layer"] == layer]  # the baseline tracks every layer
                 wd = wd_table.set_index("epoch")["weight_distance"]
                 counts["weight_distance"] = counts["epoch"].map(wd)
             acc = json.loads(Path(accuracy[(layer, network)]).read_text())["test_accuracy"]

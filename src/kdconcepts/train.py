@@ -22,13 +22,14 @@ start of the analysed phase.
 
 Reproducibility: every epoch reseeds the global RNG (dropout) and draws its batch order and
 flips from a generator seeded by ``(seed, phase, epoch)``, so a run restarted from its resume
-state (``<out_dir>/.resume.pt``, written after every epoch) ends bit for bit like an
-uninterrupted run on CPU (same thread count). On CUDA, ``deterministic=True`` sets
-``torch.use_deterministic_algorithms(True)``, ``cudnn.deterministic`` and
-``CUBLAS_WORKSPACE_CONFIG=:4096:8`` (slower); with ``deterministic=False`` cuDNN autotuning
-(``cudnn.benchmark``) and atomics make reruns differ in the last bits. Mixed precision
-(``bf16``/``fp16`` autocast; ``fp16`` with a gradient scaler) and ``channels_last`` apply only
-on CUDA.
+state ends bit for bit like an uninterrupted run on CPU (same thread count). The resume state
+is ``<out_dir>/.resume.pt``, written after every epoch; the epoch checkpoints written so far
+are also hard-linked in ``<out_dir>/.resume_checkpoints/`` because Snakemake deletes a failed
+job's outputs. On CUDA, ``deterministic=True`` sets ``torch.use_deterministic_algorithms(True)``,
+``cudnn.deterministic`` and ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` (slower); with
+``deterministic=False`` cuDNN autotuning (``cudnn.benchmark``) and atomic adds make reruns
+differ in the last bits. Mixed precision (``bf16``/``fp16`` autocast; ``fp16`` with a gradient
+scaler) and ``channels_last`` apply only on CUDA.
 
 Outputs per network folder: ``epoch_EEE.pt`` for each configured epoch of the analysed phase,
 ``final.pt``, ``weight_distance.csv``, ``train_log.jsonl``, ``metrics.json``.
@@ -42,6 +43,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -56,6 +58,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from kdconcepts.features import tap
+from kdconcepts.runtime import resolve_device
 from kdconcepts.models import (
     analysed_weight,
     build_model,
@@ -69,7 +72,6 @@ __all__ = [
     "Phase",
     "RunOptions",
     "log_linear_lr",
-    "resolve_device",
     "settings_hash",
     "dataset_hash",
     "checkpoint_name",
@@ -80,11 +82,15 @@ __all__ = [
     "train_distilled_student",
     "train_baseline",
     "RESUME_FILE",
+    "RESUME_CHECKPOINTS",
 ]
 
 log = logging.getLogger(__name__)
 
 RESUME_FILE = ".resume.pt"
+# Hard links to the epoch checkpoints written so far: Snakemake deletes a failed job's declared
+# outputs, so a resumed job restores them from here instead of retraining from epoch 0.
+RESUME_CHECKPOINTS = ".resume_checkpoints"
 _CHECKPOINT_KEYS = ("state_dict", "arch", "num_classes", "image_size", "epoch", "role", "layer",
                     "config_hash", "data_hash", "weight_distance")
 
@@ -171,16 +177,6 @@ def log_linear_lr(epoch: int, epochs: int, lr_start: float, lr_end: float) -> fl
     return float(lr_start * (lr_end / lr_start) ** (epoch / (epochs - 1)))
 
 
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` -> ``cuda`` when available, else ``cpu``; other names are checked."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} asked for but CUDA is not available; use device: cpu or auto")
-    return device
-
-
 def settings_hash(settings: Any) -> str:
     """A short stable hash (16 hex) of JSON-serialisable settings (key order ignored)."""
     blob = json.dumps(settings, sort_keys=True, default=str).encode()
@@ -227,6 +223,18 @@ def _atomic_text(text: str, path: Path) -> None:
             fh.write(text)
 
     _atomic_write(path, write)
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """Make ``target`` a hard link to ``source`` (a copy where links are not supported)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.link")
+    temporary.unlink(missing_ok=True)
+    try:
+        os.link(source, temporary)
+    except OSError:
+        shutil.copyfile(source, temporary)
+    os.replace(temporary, target)
 
 
 def _derived_seed(seed: int, *parts: Any) -> int:
@@ -295,6 +303,7 @@ class WeightDistance:
     """Accumulates ``sum ||w_after_step - w_before_step||_2 / ||w_0||`` per named weight tensor.
 
     Call :meth:`before_step` just before ``optimizer.step()`` and :meth:`after_step` just after.
+    Sums stay on the weights' device (float64) so that a step needs no host synchronisation.
     """
 
     def __init__(self, weights: dict[str, torch.Tensor]):
@@ -303,7 +312,7 @@ class WeightDistance:
         for name, norm in self.initial_norm.items():
             if norm == 0.0:
                 raise ValueError(f"weight tensor of {name} is all zeros: the distance is undefined")
-        self.total = {k: 0.0 for k in weights}  # sum of step norms (not yet divided)
+        self._sums = {k: torch.zeros((), dtype=torch.float64, device=w.device) for k, w in weights.items()}
         self.steps = 0
         self._before: dict[str, torch.Tensor] = {}
 
@@ -312,20 +321,22 @@ class WeightDistance:
 
     def after_step(self) -> None:
         for k, w in self.weights.items():
-            self.total[k] += float((w.detach() - self._before[k]).double().norm())
+            self._sums[k] += (w.detach() - self._before[k]).double().norm()
         self._before = {}
         self.steps += 1
 
     def distance(self) -> dict[str, float]:
         """d for every tracked tensor, so far."""
-        return {k: self.total[k] / self.initial_norm[k] for k in self.weights}
+        return {k: float(self._sums[k]) / self.initial_norm[k] for k in self.weights}
 
     def state_dict(self) -> dict:
-        return {"initial_norm": dict(self.initial_norm), "total": dict(self.total), "steps": self.steps}
+        return {"initial_norm": dict(self.initial_norm), "total": {k: float(v) for k, v in self._sums.items()},
+                "steps": self.steps}
 
     def load_state_dict(self, state: dict) -> None:
         self.initial_norm = dict(state["initial_norm"])
-        self.total = dict(state["total"])
+        for k, value in state["total"].items():
+            self._sums[k].fill_(value)
         self.steps = int(state["steps"])
 
 
@@ -383,12 +394,23 @@ class _Job:
         lines += [f"{r['layer']},{r['epoch']},{r['step']},{r['weight_distance']!r}" for r in self.distance_rows]
         _atomic_text("\n".join(lines) + "\n", self.out_dir / "weight_distance.csv")
 
-    def checkpoint(self, path: Path, model: nn.Module, epoch: int | None, distance: dict[str, float]) -> None:
+    def checkpoint(self, path: Path, model: nn.Module, epoch: int | None, distance: dict[str, float],
+                   keep_for_resume: bool = True) -> None:
         save_checkpoint(
             path, model, arch=self.arch, num_classes=self.num_classes, image_size=self.image_size,
             epoch=epoch, role=self.role, layer=self.layer, config_hash=self.options.config_hash,
             data_hash=self.options.data_hash, weight_distance=distance,
         )
+        if keep_for_resume:
+            _link_or_copy(path, self.out_dir / RESUME_CHECKPOINTS / path.name)
+
+    def restore_checkpoints(self) -> None:
+        """Put back epoch checkpoints of the interrupted run that were deleted since."""
+        kept = self.out_dir / RESUME_CHECKPOINTS
+        if kept.is_dir():
+            for copy in sorted(kept.glob("epoch_*.pt")):
+                if not (self.out_dir / copy.name).exists():
+                    _link_or_copy(copy, self.out_dir / copy.name)
 
     def save_resume(self, phase: str, epoch: int, model, optimizer, scheduler, tracker, scaler) -> None:
         state = {
@@ -409,18 +431,22 @@ class _Job:
     def load_resume(self) -> None:
         path = self.out_dir / RESUME_FILE
         if not path.is_file():
+            shutil.rmtree(self.out_dir / RESUME_CHECKPOINTS, ignore_errors=True)  # stale
             return
         state = torch.load(path, map_location="cpu", weights_only=True)
         if (state.get("config_hash"), state.get("data_hash")) != (self.options.config_hash, self.options.data_hash):
             log.warning("ignoring %s: it was made with other settings or data", path)
+            shutil.rmtree(self.out_dir / RESUME_CHECKPOINTS, ignore_errors=True)
             return
         self.resume = state
+        self.restore_checkpoints()
         self.records = list(state["records"])
         self.distance_rows = list(state["distance_rows"])
         log.info("resuming %s from phase %s after epoch %d", self.role, state["phase"], state["epoch"])
 
     def finish(self) -> None:
         (self.out_dir / RESUME_FILE).unlink(missing_ok=True)
+        shutil.rmtree(self.out_dir / RESUME_CHECKPOINTS, ignore_errors=True)
 
 
 def _set_mode(model: nn.Module, frozen: Sequence[nn.Module]) -> None:
@@ -485,13 +511,13 @@ def _run_phase(
         order = torch.randperm(n, generator=generator)
         flips = torch.rand(n, generator=generator) < 0.5
         _set_mode(model, frozen)
-        totals: dict[str, float] = {}
+        totals: dict[str, torch.Tensor] = {}
         correct, seen = 0, 0
         started = time.perf_counter()
         bar = tqdm(range(0, n, batch_size), desc=f"{job.role} {phase} {epoch + 1}/{epochs}",
                    disable=not job.options.progress, leave=False, dynamic_ncols=True,
                    mininterval=0.1 if sys.stderr.isatty() else 5.0)  # few lines in a log file
-        for begin in bar:
+        for step, begin in enumerate(bar):
             index = order[begin:begin + batch_size]
             x = data.images[index]
             if hflip:
@@ -516,19 +542,22 @@ def _run_phase(
                 tracker.after_step()
             batch = len(index)
             seen += batch
+            # Sums stay on the device; the host reads them only for the bar and at epoch end.
             for key, value in named.items():
-                totals[key] = totals.get(key, 0.0) + float(value) * batch
+                totals[key] = totals.get(key, 0.0) + value.detach().double() * batch
             if batch_correct is not None:
-                correct += int(batch_correct)
-            elapsed = time.perf_counter() - started
-            postfix = {k: f"{v / seen:.4f}" for k, v in totals.items()}
-            if batch_correct is not None:
-                postfix["acc"] = f"{correct / seen:.3f}"
-            postfix["img/s"] = f"{seen / max(elapsed, 1e-9):.0f}"
-            bar.set_postfix(postfix, refresh=False)
+                correct = correct + batch_correct
+            if job.options.progress and (step % 10 == 0 or begin + batch_size >= n):
+                elapsed = time.perf_counter() - started
+                postfix = {k: f"{float(v) / seen:.4f}" for k, v in totals.items()}
+                if batch_correct is not None:
+                    postfix["acc"] = f"{int(correct) / seen:.3f}"
+                postfix["img/s"] = f"{seen / max(elapsed, 1e-9):.0f}"
+                bar.set_postfix(postfix, refresh=False)
         bar.close()
+        losses = {k: float(v) / seen for k, v in totals.items()}  # waits for the device
+        correct = int(correct)
         seconds = time.perf_counter() - started
-        losses = {k: v / seen for k, v in totals.items()}
         if not all(math.isfinite(v) for v in losses.values()):
             raise FloatingPointError(f"{job.role} {phase} epoch {epoch + 1}: loss is not finite ({losses})")
         record = {"role": job.role, "layer": job.layer, "phase": phase, "epoch": epoch + 1, "lr": lr,
@@ -619,7 +648,7 @@ def _finish(job: _Job, model: nn.Module, test: _Data, distance: dict[str, float]
             extra: dict) -> dict:
     test_accuracy = _accuracy(job, model, test)
     # final.pt's epoch is the analysed phase's last epoch (the student's head phase is extra).
-    job.checkpoint(job.out_dir / "final.pt", model, final_epoch, distance)
+    job.checkpoint(job.out_dir / "final.pt", model, final_epoch, distance, keep_for_resume=False)
     seconds = sum(r["seconds"] for r in job.records)
     images = sum(r["seconds"] * r["images_per_s"] for r in job.records)
     metrics = {"test_accuracy": test_accuracy, "role": job.role, "arch": job.arch, "layer": job.layer,
@@ -685,8 +714,7 @@ def train_teacher(
             (tests use it to simulate a crash).
 
     Returns:
-        The metrics written to ``metrics.json`` (``test_accuracy``, ``pretrain_test_accuracy``
-        is not computed: the extra data's test split is not used).
+        The metrics written to ``metrics.json`` (``test_accuracy`` on the target test split).
     """
     if init not in ("pretrain", "imagenet", "none"):
         raise ValueError(f"teacher init must be pretrain, imagenet or none, got {init!r}")

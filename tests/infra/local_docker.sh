@@ -99,6 +99,10 @@ stop() {
         fi
         rm -f "$pidfile"
     fi
+    # dockerd leaves its network namespace mounted under the exec root; release it (and
+    # anything else mounted under STATE_DIR) so the folder can be deleted.
+    awk -v root="$state/" 'index($2, root) == 1 {print $2}' /proc/mounts | sort -r \
+        | while read -r mnt; do umount -l "$mnt" 2>/dev/null || true; done
 }
 
 case $action in

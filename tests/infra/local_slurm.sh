@@ -5,13 +5,14 @@
 # database: query job status with squeue (snakemake: --slurm-status-command squeue
 # --slurm-no-account).
 #
-#   tests/infra/local_slurm.sh start STATE_DIR   # prints SLURM_CONF=... (export it for clients)
+#   tests/infra/local_slurm.sh start STATE_DIR   # prints SLURM_BIN=... and SLURM_CONF=...
+#       then: export PATH="STATE_DIR/bin:$PATH" (client shims that know this cluster's conf)
 #   tests/infra/local_slurm.sh stop  STATE_DIR   # stops exactly the daemons `start` started
 #
 # Needs root and the Debian packages from tests/infra/install_system_deps.sh.
 set -euo pipefail
 
-usage() { sed -n '2,11p' "$0" >&2; exit 2; }
+usage() { sed -n '2,12p' "$0" >&2; exit 2; }
 [[ $# -eq 2 ]] || usage
 action=$1
 state=$(realpath -m "$2")
@@ -104,6 +105,19 @@ NodeName=$host CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN
 PartitionName=local Nodes=$host Default=YES MaxTime=INFINITE State=UP
 CONF
 
+    # Client shims: every SLURM command run with "$state/bin" first on PATH finds this
+    # cluster's slurm.conf, even where SLURM_CONF was dropped from the environment (the
+    # snakemake jobstep plugin removes SLURM_* variables before its nested srun; a real
+    # cluster's clients read /etc/slurm/slurm.conf instead).
+    mkdir -p "$state/bin"
+    for exe in srun sbatch squeue scancel sinfo scontrol sacct; do
+        local real
+        real=$(command -v "$exe" || true)
+        [[ -n $real ]] || continue
+        printf '#!/bin/sh\nexport SLURM_CONF=%q\nexec %q "$@"\n' "$conf" "$real" >"$state/bin/$exe"
+        chmod +x "$state/bin/$exe"
+    done
+
     export SLURM_CONF="$conf"
     slurmctld -D -i -f "$conf" </dev/null >>"$state/log/slurmctld.out" 2>&1 &
     record_pid slurmctld $!
@@ -113,6 +127,7 @@ CONF
     # The node is usable once sinfo reports it idle (or mixed, if something already runs).
     node_ready() { sinfo -h -N -o '%T' | grep -Eq '^(idle|mixed|allocated)'; }
     wait_for 30 "slurmd (node idle)" node_ready || { tail -n 30 "$state/log/slurmd.log" >&2; exit 4; }
+    echo "SLURM_BIN=$state/bin"
     echo "SLURM_CONF=$conf"
 }
 

@@ -81,10 +81,10 @@ def concept_counts(entropy: torch.Tensor, fg_mask: torch.Tensor,
     n_fg = (is_concept & fg_mask).sum(dim=(1, 2))
     n_bg = (is_concept & ~fg_mask).sum(dim=(1, 2))
     total = n_fg + n_bg
-    fg_ratio = torch.where(total > 0, n_fg / total.clamp(min=1), torch.zeros_like(n_fg,
-                                                                                 dtype=torch.float64))
-    return ConceptCounts(n_fg=n_fg, n_bg=n_bg, is_concept=is_concept,
-                         fg_ratio=fg_ratio.double())
+    # An image without concepts contributes 0 to lambda = E_x[N_fg / (N_fg + N_bg)].
+    fg_ratio = torch.where(total > 0, n_fg.double() / total.clamp(min=1).double(),
+                           torch.zeros((), dtype=torch.float64))
+    return ConceptCounts(n_fg=n_fg, n_bg=n_bg, is_concept=is_concept, fg_ratio=fg_ratio)
 
 
 def background_baseline(entropy: torch.Tensor, fg_mask: torch.Tensor) -> float:

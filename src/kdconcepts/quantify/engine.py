@@ -21,7 +21,9 @@ How this engine does the authors' computation with less work, with the same answ
   ``max_batch`` rows), each image keeping its own sigma, sigma_f, lambda and stop step.
 * Only the model up to the analysed layer runs (``torchvision`` FX feature extractor), with
   frozen parameters: the backward pass computes the input gradient only, not the weight
-  gradients the authors' loop computes and throws away.
+  gradients the authors' loop computes and throws away. Eval-mode BatchNorm is folded
+  into the conv before it, ReLUs run in place where provably harmless, convolutions use
+  channels_last, and on a CPU chunks are sized so activations stay near the cache.
 * An image leaves the batch as soon as its selection is final: at the decision step when
   it stops, and at the last recorded snapshot otherwise. The update after the last
   recorded snapshot (the authors' forward+backward at steps 59 and 79) can never reach a
@@ -43,6 +45,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
+import torch.fx
 import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
@@ -50,6 +53,10 @@ from tqdm import tqdm
 from kdconcepts.quantify.config import SigmaConfig
 
 PRECISIONS = ("fp32", "bf16", "fp16")
+# On a CPU, chunks whose largest activation stays near the last-level cache run much
+# faster per row (measured on the 2-core dev machine, small VGG at 32 px: 96-192 rows per
+# chunk took 63-67 ms CPU per image-step, 384 rows 97 ms, 768 rows 119 ms).
+CPU_CHUNK_BYTES = 16 << 20
 
 
 @dataclasses.dataclass
@@ -121,13 +128,53 @@ class _TruncatedModel(nn.Module):
         return self.extractor(x)["feature"]
 
 
-def truncated_model(model: nn.Module, layer: str) -> nn.Module:
+# Layers whose backward does not need their output, so a ReLU may overwrite it in place.
+_RELU_INPLACE_AFTER = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.BatchNorm1d,
+                       nn.BatchNorm2d, nn.BatchNorm3d, nn.MaxPool1d, nn.MaxPool2d,
+                       nn.MaxPool3d, nn.AvgPool2d, nn.AdaptiveAvgPool2d)
+
+
+def _relu_in_place(graph_module: torch.fx.GraphModule) -> torch.fx.GraphModule:
+    """Rewrites ReLUs to run in place where that cannot change any value.
+
+    Only where the ReLU is the sole user of the output of a layer in
+    ``_RELU_INPLACE_AFTER`` (the saved tensors of their backward are not that output);
+    the node is replaced, not the module, so a ReLU module used twice stays as it is.
+    Saves an allocation and a memory pass per activation (about 20% on CPU).
+    """
+    graph = graph_module.graph
+    modules = dict(graph_module.named_modules())
+    for node in list(graph.nodes):
+        is_relu = (node.op == "call_module" and type(modules.get(node.target)) is nn.ReLU) \
+            or (node.op == "call_function" and node.target in (torch.relu, F.relu)
+                and not node.kwargs)
+        if not is_relu or len(node.args) != 1:
+            continue
+        source = node.args[0]
+        if not (isinstance(source, torch.fx.Node) and source.op == "call_module"
+                and isinstance(modules.get(source.target), _RELU_INPLACE_AFTER)
+                and len(source.users) == 1):
+            continue
+        with graph.inserting_after(node):
+            replacement = graph.call_function(torch.relu_, (source,))
+        node.replace_all_uses_with(replacement)
+        graph.erase_node(node)
+    graph.lint()
+    graph_module.recompile()
+    return graph_module
+
+
+def truncated_model(model: nn.Module, layer: str, fold_batchnorm: bool = True,
+                    relu_in_place: bool = True) -> nn.Module:
     """A frozen eval-mode copy of ``model`` that stops at node ``layer``.
 
     Args:
         model: any ``torch.fx``-traceable module (torchvision models are).
         layer: a node name as listed by
             ``torchvision.models.feature_extraction.get_graph_node_names`` (eval mode).
+        fold_batchnorm: fold eval-mode BatchNorm into the preceding conv / linear layer
+            (same function up to float rounding; saves two memory-bound passes a layer).
+        relu_in_place: run ReLUs in place where provably harmless (same values).
 
     Raises:
         ValueError: if ``layer`` is not a node of the model.
@@ -146,7 +193,15 @@ def truncated_model(model: nn.Module, layer: str) -> nn.Module:
     finally:
         model.train(was_training)
     # A copy, so moving it to a device or freezing it leaves the caller's model alone.
-    truncated = copy.deepcopy(_TruncatedModel(extractor)).eval()
+    # A plain GraphModule of the eval graph (the feature extractor holds two graphs).
+    extractor = copy.deepcopy(extractor).eval()
+    extractor = torch.fx.GraphModule(extractor, copy.deepcopy(extractor.graph)).eval()
+    if fold_batchnorm:
+        from torch.fx.experimental.optimization import fuse
+        extractor = fuse(extractor, inplace=True, no_trace=True)
+    if relu_in_place:
+        extractor = _relu_in_place(extractor)
+    truncated = _TruncatedModel(extractor).eval()
     truncated.requires_grad_(False)
     return truncated
 
@@ -180,6 +235,26 @@ def _row_chunks(image_indices: Sequence[int], samples: int, max_rows: int
         yield chunk
 
 
+class _ActivationProbe(torch.fx.Interpreter):
+    """Runs the graph once and records the largest tensor any node produces."""
+
+    largest = 0
+
+    def run_node(self, node):
+        out = super().run_node(node)
+        if isinstance(out, torch.Tensor):
+            self.largest = max(self.largest, out.numel() * out.element_size())
+        return out
+
+
+def largest_activation_bytes(truncated: nn.Module, sample: torch.Tensor) -> int:
+    """Bytes of the largest intermediate tensor of the truncated model for ``sample``."""
+    probe = _ActivationProbe(truncated.extractor)
+    with torch.no_grad():
+        probe.run(sample)
+    return max(probe.largest, 1)
+
+
 class _Engine:
     """Holds the truncated model and the per-run options; see :func:`estimate_sigma`."""
 
@@ -192,6 +267,18 @@ class _Engine:
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.max_batch = max_batch
+
+    def fit_chunk(self, sample: torch.Tensor, chunk_bytes: int | None, min_rows: int) -> None:
+        """Lowers ``max_batch`` so one chunk's largest activation is <= chunk_bytes.
+
+        Never below ``min_rows`` (one image's K samples, the authors' batch): deep nets
+        with small feature maps need batches that large to run efficiently (VGG-16 at
+        32 px on the dev CPU: 64-row chunks 1.3 s CPU per image-step, 192-row 0.94 s).
+        """
+        if chunk_bytes is None:
+            return
+        per_row = largest_activation_bytes(self.model, sample[:1])
+        self.max_batch = max(1, min(self.max_batch, max(min_rows, chunk_bytes // per_row)))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """f(x) = ReLU(layer output), flattened to [R, D], float32."""
@@ -221,6 +308,7 @@ def estimate_sigma(model: nn.Module, layer: str, images: torch.Tensor,
                    image_keys: Sequence[Any] | None = None, *,
                    device: torch.device | str | None = None, max_batch: int = 1536,
                    precision: str = "fp32", channels_last: bool = True,
+                   chunk_bytes: int | None | str = "auto",
                    progress: bool = False, progress_desc: str | None = None) -> SigmaResult:
     """Estimates one sigma map per image at the target mean entropy H* (SPEC section 2).
 
@@ -238,7 +326,14 @@ def estimate_sigma(model: nn.Module, layer: str, images: torch.Tensor,
             depends only on ``(seed, key)``.
         device: "cpu", "cuda", "cuda:N", a ``torch.device``, or None/"auto".
         max_batch: most (image, noise sample) rows per forward chunk (memory bound).
+        chunk_bytes: also cap a chunk so that its largest activation is at most this many
+            bytes, but not below K rows; "auto": ``CPU_CHUNK_BYTES`` (16 MiB, cache-sized)
+            on a CPU, no cap on CUDA; None: no cap. Speed only: results do not depend on
+            the chunking beyond float rounding.
         precision: "fp32", or "bf16"/"fp16" autocast of the model (sigma stays fp32).
+            Measured on a CPU (small VGG, 32 px): bf16 is about 2x faster but moves the
+            selected maps by 0.02-0.03 in mean |H| against fp32, ten times the change
+            from another noise seed, and changes the selected step; keep fp32 for results.
         channels_last: run convolutions in NHWC memory format (faster on CPU and GPU).
         progress: show a tqdm bar (stderr) over image-steps; its total grows when an image
             is boosted, so the ETA never counts steps that are not known to be needed.
@@ -273,6 +368,9 @@ def estimate_sigma(model: nn.Module, layer: str, images: torch.Tensor,
     engine = _Engine(truncated_model(model, layer), device, precision, channels_last,
                      max_batch)
     x = images.detach().to(device=device, dtype=torch.float32)
+    if chunk_bytes == "auto":
+        chunk_bytes = CPU_CHUNK_BYTES if device.type == "cpu" else None
+    engine.fit_chunk(x, chunk_bytes, cfg.samples)
     generators = [noise_generator(seed, key, device) for key in keys]
     with torch.no_grad():
         return _optimise(engine, x, cfg, generators, progress, progress_desc)

@@ -1,0 +1,253 @@
+"""``kdconcepts quantify``: sigma maps, entropy maps and concept counts for a folder of images.
+
+Examples:
+    kdconcepts quantify --checkpoint results/train/baseline/epoch_025.pt --layer conv \\
+        --images data/synthetic/target --out results/adhoc/baseline
+    kdconcepts quantify --torchvision-model vgg16 --no-weights --layer features.28 \\
+        --images my_photos/ --out out/ --image-size 224
+
+``--images`` is a prepared dataset folder (``meta.json``, ``index.csv``, ``images/``,
+``masks/``; images normalised with its mean/std) or a plain folder of images (in it or in
+``images/``) with optional masks ``masks/<stem>.png``. Writes ``entropy.parquet`` (the
+pipeline's table), ``concepts.csv`` (N_fg, N_bg per image, when masks exist) and one
+``maps/<image id>.png`` per image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from kdconcepts.quantify.concepts import background_baseline, concept_counts, downsample_mask
+from kdconcepts.quantify.config import SigmaConfig
+from kdconcepts.quantify.engine import PRECISIONS, resolve_device
+from kdconcepts.quantify.figures import save_entropy_map
+from kdconcepts.quantify.pipeline import quantify_images
+
+log = logging.getLogger("kdconcepts.quantify")
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kdconcepts quantify",
+        description="Estimate sigma maps (information discarding) and count visual concepts.")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", type=Path, help="kdconcepts checkpoint (.pt)")
+    source.add_argument("--torchvision-model", metavar="NAME",
+                        help="torchvision model name, e.g. vgg16")
+    parser.add_argument("--no-weights", action="store_true",
+                        help="with --torchvision-model: random init (no ImageNet weights)")
+    parser.add_argument("--num-classes", type=int, default=1000,
+                        help="with --torchvision-model --no-weights: classifier size")
+    parser.add_argument("--layer", required=True,
+                        help="conv | fc1 | fc2 (kdconcepts architectures) or a node name")
+    parser.add_argument("--images", type=Path, required=True, help="image folder")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--split", choices=("train", "test", "all"), default="all",
+                        help="prepared dataset: which split (default all)")
+    parser.add_argument("--limit", type=int, default=None, help="first N images only")
+    parser.add_argument("--image-size", type=int, default=None,
+                        help="resize plain-folder images to this size")
+    parser.add_argument("--normalize", choices=("auto", "none", "imagenet"), default="auto",
+                        help="auto: dataset meta.json, ImageNet for torchvision weights, "
+                             "else none")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32")
+    parser.add_argument("--max-batch", type=int, default=1536,
+                        help="(image, noise sample) rows per forward chunk")
+    parser.add_argument("--batch-images", type=int, default=32,
+                        help="images per engine call (progress unit)")
+    parser.add_argument("--no-figures", action="store_true")
+    parser.add_argument("--b", type=float, default=0.2, help="concept threshold b")
+    defaults = SigmaConfig()
+    for name in ("grid", "steps", "boost_after", "samples", "lr", "lam", "boost_factor",
+                 "target_entropy", "sigma_init", "sigma_min", "sigma_max"):
+        value = getattr(defaults, name)
+        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=type(value),
+                            default=value, help=f"(default {value})")
+    return parser
+
+
+def _load_model(args: argparse.Namespace, device: torch.device):
+    """Returns (model, node name, expected image size or None, default normalisation)."""
+    if args.checkpoint is not None:
+        from kdconcepts.models import resolve_layer
+        from kdconcepts.train import load_checkpoint
+        model, info = load_checkpoint(args.checkpoint, map_location=device)
+        return model, resolve_layer(info["arch"], args.layer), int(info["image_size"]), "none"
+    import torchvision
+    name = args.torchvision_model
+    if name not in torchvision.models.list_models():
+        raise SystemExit(f"unknown torchvision model {name!r}")
+    if args.no_weights:
+        model = torchvision.models.get_model(name, weights=None, num_classes=args.num_classes)
+        return model.eval(), args.layer, None, "none"
+    # Weights only from the local torch cache: never download.
+    url = torchvision.models.get_model_weights(name).DEFAULT.url
+    path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+    if not path.is_file():
+        raise SystemExit(f"no cached weights for {name} at {path}; place the file there "
+                         f"or use --no-weights (this command never downloads)")
+    model = torchvision.models.get_model(name, weights=None)
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return model.eval(), args.layer, None, "imagenet"
+
+
+def _read_rgb(path: Path, size: int | None) -> np.ndarray:
+    from PIL import Image
+    with Image.open(path) as image:
+        image = image.convert("RGB")
+        if size is not None and image.size != (size, size):
+            image = image.resize((size, size), Image.BILINEAR)
+        return np.asarray(image, dtype=np.uint8)
+
+
+def _read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
+    from PIL import Image
+    with Image.open(path) as mask:
+        mask = mask.convert("L")
+        if mask.size != (shape[1], shape[0]):
+            mask = mask.resize((shape[1], shape[0]), Image.NEAREST)
+        return np.asarray(mask) >= 128
+
+
+def load_images(root: Path, split: str, size: int | None, normalize: str
+                ) -> tuple[torch.Tensor, torch.Tensor | None, list[str]]:
+    """Images [N,3,S,S] (normalised), masks [N,S,S] bool or None, ids, from a folder."""
+    if not root.is_dir():
+        raise SystemExit(f"image folder not found: {root}")
+    if (root / "meta.json").is_file() and (root / "index.csv").is_file():
+        from kdconcepts.data import load_split
+        splits = ("train", "test") if split == "all" else (split,)
+        parts = []
+        for name in splits:
+            try:
+                # auto: the dataset's own mean/std (meta.json)
+                parts.append(load_split(root, name, normalize=normalize == "auto"))
+            except Exception as error:  # a prepared set may lack one split
+                if split != "all":
+                    raise
+                log.info("skipping split %s: %s", name, error)
+        if not parts:
+            raise SystemExit(f"no images in {root}")
+        images = torch.cat([p.images for p in parts])
+        if normalize == "imagenet":
+            images = _normalise(images, IMAGENET_MEAN, IMAGENET_STD)
+        return images, torch.cat([p.masks for p in parts]), [i for p in parts for i in p.ids]
+    folder = root / "images" if (root / "images").is_dir() else root
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise SystemExit(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
+    arrays = [_read_rgb(p, size) for p in files]
+    shapes = {a.shape for a in arrays}
+    if len(shapes) > 1:
+        raise SystemExit(f"images differ in size {sorted(shapes)}; pass --image-size")
+    images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 255.0
+    if normalize == "imagenet":
+        images = _normalise(images, IMAGENET_MEAN, IMAGENET_STD)
+    mask_dir = root / "masks"
+    masks = None
+    if mask_dir.is_dir():
+        mask_files = [mask_dir / f"{p.stem}.png" for p in files]
+        missing = [m.name for m in mask_files if not m.is_file()]
+        if missing:
+            raise SystemExit(f"masks missing in {mask_dir}: {missing[:5]}")
+        masks = torch.from_numpy(np.stack([_read_mask(m, images.shape[-2:])
+                                           for m in mask_files]))
+    return images, masks, [p.stem for p in files]
+
+
+def _normalise(images: torch.Tensor, mean, std) -> torch.Tensor:
+    return (images - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+
+
+def _atomic(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, suffix=path.suffix + ".tmp")
+    os.close(handle)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``kdconcepts quantify``; returns the exit status."""
+    import pandas as pd
+
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s",
+                        stream=sys.stderr)
+    if args.no_weights and args.torchvision_model is None:
+        raise SystemExit("--no-weights needs --torchvision-model")
+    try:
+        cfg = SigmaConfig(**{k: getattr(args, k) for k in (
+            "grid", "steps", "boost_after", "samples", "lr", "lam", "boost_factor",
+            "target_entropy", "sigma_init", "sigma_min", "sigma_max")})
+        device = resolve_device(args.device)
+    except ValueError as error:
+        raise SystemExit(str(error)) from error
+    model, node, model_size, default_norm = _load_model(args, device)
+    normalize = default_norm if args.normalize == "auto" and not (
+        args.images / "meta.json").is_file() else args.normalize
+    images, masks, ids = load_images(args.images, args.split, args.image_size or model_size,
+                                     normalize)
+    if args.limit is not None:
+        images, ids = images[: args.limit], ids[: args.limit]
+        masks = None if masks is None else masks[: args.limit]
+    if images.shape[-1] % cfg.grid or images.shape[-2] % cfg.grid:
+        raise SystemExit(f"image size {tuple(images.shape[-2:])} not divisible by grid "
+                         f"{cfg.grid}; pass --image-size")
+    log.info("quantify %d images, layer %s, on %s", len(ids), node, device)
+
+    tables = []
+    for start in range(0, len(ids), args.batch_images):
+        stop = min(start + args.batch_images, len(ids))
+        tables.append(quantify_images(
+            model, node, images[start:stop], ids[start:stop], cfg, seed=args.seed,
+            device=device, max_batch=args.max_batch, precision=args.precision,
+            progress_desc=f"images {start + 1}-{stop} of {len(ids)}"))
+    table = pd.concat(tables, ignore_index=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    _atomic(args.out / "entropy.parquet", lambda tmp: table.to_parquet(tmp, index=False))
+
+    grid = cfg.grid
+    entropy = torch.from_numpy(np.stack(table["entropy"].to_list())).view(-1, grid, grid)
+    fg = None
+    if masks is not None:
+        fg = downsample_mask(masks, grid)
+        h_bar = background_baseline(entropy, fg)
+        counts = concept_counts(entropy, fg, h_bar, b=args.b)
+        concepts = pd.DataFrame({"image_id": ids, "usable": table["usable"],
+                                 "h_bar": h_bar, "n_fg": counts.n_fg.numpy(),
+                                 "n_bg": counts.n_bg.numpy(),
+                                 "fg_ratio": counts.fg_ratio.numpy()})
+        _atomic(args.out / "concepts.csv", lambda tmp: concepts.to_csv(tmp, index=False))
+    if not args.no_figures:
+        for i, image_id in enumerate(ids):
+            row = table.iloc[i]
+            title = (f"{image_id}: step {row['step']}, mean H {row['mean_entropy']:.3f}"
+                     if row["usable"] else f"{image_id}: not usable (sigma_f = 0)")
+            save_entropy_map(args.out / "maps" / f"{image_id}.png", images[i], entropy[i],
+                             None if fg is None else fg[i], title=title)
+    log.info("wrote %s", args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

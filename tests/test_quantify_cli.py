@@ -1,0 +1,114 @@
+"""End-to-end tests of the pipeline helper and the ``kdconcepts quantify`` command."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from kdconcepts.quantify import SigmaConfig, quantify_images
+from kdconcepts.quantify.cli import main
+
+torch.set_num_threads(1)
+
+FAST = ["--grid", "8", "--steps", "5", "--boost-after", "3", "--samples", "3"]
+
+
+class TinyNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, 6, 3, padding=1)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+def test_quantify_images_table_is_ready_for_parquet(tmp_path):
+    x = torch.rand(3, 3, 16, 16)
+    x[2] = 0.0
+    model = TinyNet()
+    model.conv.weight.data[:, :, :, :] = 0.0
+    model.conv.weight.data[:, 0, 1, 1] = 1.0  # f = ReLU(channel 0 + bias): zero on image 2
+    model.conv.bias.data.fill_(-2.0)
+    x[:2, 0] += 2.5
+    cfg = SigmaConfig(grid=8, steps=5, boost_after=3, samples=3)
+    table = quantify_images(model, "conv", x, ["a", "b", "c"], cfg, seed=0, device="cpu")
+    assert list(table.columns) == ["image_id", "usable", "sigma_f", "step", "mean_entropy",
+                                   "entropy"]
+    assert table["image_id"].tolist() == ["a", "b", "c"]
+    assert table["usable"].tolist() == [True, True, False]
+    assert table["step"].iloc[2] == -1 and math.isnan(table["mean_entropy"].iloc[2])
+    first = np.asarray(table["entropy"].iloc[0])
+    assert first.dtype == np.float32 and first.shape == (64,)
+    assert table["mean_entropy"].iloc[0] == pytest.approx(float(first.mean()), abs=1e-5)
+    path = tmp_path / "t.parquet"
+    table.to_parquet(path, index=False)
+    back = pd.read_parquet(path)
+    np.testing.assert_array_equal(np.asarray(back["entropy"].iloc[1]),
+                                  np.asarray(table["entropy"].iloc[1]))
+    # Noise is keyed by image id: the same image alone gives the same map.
+    alone = quantify_images(model, "conv", x[1:2], ["b"], cfg, seed=0, device="cpu")
+    np.testing.assert_allclose(np.asarray(alone["entropy"].iloc[0]),
+                               np.asarray(table["entropy"].iloc[1]), rtol=1e-5)
+
+
+def _plain_folder(root, n=3, size=32):
+    rng = np.random.default_rng(0)
+    (root / "masks").mkdir(parents=True)
+    for i in range(n):
+        pixels = (rng.random((size, size, 3)) * 255).astype(np.uint8)
+        Image.fromarray(pixels).save(root / f"img{i}.png")
+        mask = np.zeros((size, size), np.uint8)
+        mask[8:24, 8:24] = 255
+        Image.fromarray(mask).save(root / "masks" / f"img{i}.png")
+
+
+def _checkpoint(path):
+    from kdconcepts.models import build_model
+    torch.manual_seed(0)
+    model = build_model("small_vgg", 4, 32)
+    torch.save({"state_dict": model.state_dict(), "arch": "small_vgg", "num_classes": 4,
+                "image_size": 32, "epoch": 0, "role": "baseline", "layer": None,
+                "config_hash": "x", "data_hash": "y", "weight_distance": {}}, path)
+
+
+def test_cli_with_a_checkpoint_writes_table_concepts_and_maps(tmp_path):
+    images = tmp_path / "imgs"
+    _plain_folder(images)
+    _checkpoint(tmp_path / "net.pt")
+    out = tmp_path / "out"
+    assert main(["--checkpoint", str(tmp_path / "net.pt"), "--layer", "conv",
+                 "--images", str(images), "--out", str(out), *FAST]) == 0
+    table = pd.read_parquet(out / "entropy.parquet")
+    assert table["image_id"].tolist() == ["img0", "img1", "img2"]
+    assert table["usable"].all() and len(table["entropy"].iloc[0]) == 64
+    concepts = pd.read_csv(out / "concepts.csv")
+    assert (concepts["n_fg"] + concepts["n_bg"] <= 64).all()
+    assert concepts["n_fg"].max() <= 16  # the central 16 x 16 px mask is 4 x 4 cells
+    for image_id in table["image_id"]:
+        with Image.open(out / "maps" / f"{image_id}.png") as png:
+            assert png.size[0] > 100
+    assert not list(out.rglob("*.tmp"))
+
+
+def test_cli_with_a_torchvision_model_and_bad_arguments(tmp_path):
+    images = tmp_path / "imgs"
+    _plain_folder(images, n=2)
+    out = tmp_path / "out"
+    assert main(["--torchvision-model", "squeezenet1_0", "--no-weights", "--layer",
+                 "features.0", "--images", str(images), "--out", str(out), "--no-figures",
+                 *FAST]) == 0
+    assert len(pd.read_parquet(out / "entropy.parquet")) == 2
+    assert not (out / "maps").exists()
+    with pytest.raises(SystemExit, match="divisible"):
+        main(["--torchvision-model", "squeezenet1_0", "--no-weights", "--layer",
+              "features.0", "--images", str(images), "--out", str(out), "--grid", "5"])
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(SystemExit, match="no images"):
+        main(["--torchvision-model", "squeezenet1_0", "--no-weights", "--layer",
+              "features.0", "--images", str(empty), "--out", str(out)])
