@@ -12,7 +12,9 @@ For each network it runs the same images, layer, seed and settings through
 and prints the wall time of each, the speed ratio, how many images got the identical
 selected step and sigma (fp32: rtol 1e-4), and the time of one engine step against the
 floor: one plain fp32 forward+backward (parameters requiring grad, the way a training
-step does it) of the truncated model at the same batch of rows.
+step does it) of the truncated model at the same batch of rows. Caution: on a CPU a
+plain pass over B x K rows runs slower per row than over K rows (cache), so "x floor"
+flatters the engine; the loop step (K rows) is the fairer per-row yardstick.
 
     PYTHONPATH=src python benchmarks/bench_quantify.py --nets small --images 4
     PYTHONPATH=src python benchmarks/bench_quantify.py --nets vgg16 --size 32 --images 2
@@ -132,20 +134,15 @@ class Clock:
         return time.process_time() - self.cpu, time.perf_counter() - self.wall
 
 
-def time_floor(model, layer, rows, image_size, repeats):
+def floor_step(model, layer, rows, image_size):
     """One plain fp32 forward+backward of the truncated model (weights requiring grad)."""
     extractor = truncated_model(model, layer, fold_batchnorm=False, relu_in_place=False)
     extractor.requires_grad_(True)
     x = torch.randn(rows, 3, image_size, image_size, requires_grad=True)
-    times = []
-    for _ in range(repeats + 1):
-        clock = Clock()
-        extractor(x).pow(2).sum().backward()
-        times.append(clock.stop()[0])
-    return min(times[1:])
+    return lambda: extractor(x).pow(2).sum().backward()
 
 
-def time_engine_step(model, layer, images, cfg, precision, repeats):
+def engine_step(model, layer, images, cfg, precision):
     """One engine gradient step with every image active (all B x K rows)."""
     engine = _Engine(truncated_model(model, layer), torch.device("cpu"), precision,
                      True, max_batch=len(images) * cfg.samples)
@@ -155,19 +152,20 @@ def time_engine_step(model, layer, images, cfg, precision, repeats):
     draw = lambda b: torch.randn((cfg.samples, 3, size, size), generator=gens[b])  # noqa
     with torch.no_grad():
         clean = engine.features(images)
-        sigma = torch.full((n, cfg.grid, cfg.grid), cfg.sigma_init)
-        weight = torch.ones(n)
-        times = []
-        for _ in range(repeats + 1):
-            clock = Clock()
+        sigma_f = F.relu(engine.model(images + cfg.sigma_init * torch.randn_like(images))
+                         ).flatten(1).sub(clean).pow(2).mean(1)
+    sigma = torch.full((n, cfg.grid, cfg.grid), cfg.sigma_init)
+    weight = 1.0 / (cfg.samples * clean.shape[1] * sigma_f.clamp(min=1e-12))
+
+    def step():
+        with torch.no_grad():
             _feature_gradient(engine, images, sigma, clean, weight, list(range(n)), draw,
                               cfg.samples, size // cfg.grid, size // cfg.grid)
-            times.append(clock.stop()[0])
-    return min(times[1:])
+    return step
 
 
-def time_loop_step(model, layer, image, cfg, repeats):
-    """One step of the authors' loop (K rows, weight gradients too), CPU seconds."""
+def loop_step(model, layer, image, cfg):
+    """One step of the authors' loop (K rows, weight gradients too)."""
     extractor = truncated_model(model, layer, fold_batchnorm=False, relu_in_place=False)
     extractor.requires_grad_(True)
     image = image[None]
@@ -175,17 +173,38 @@ def time_loop_step(model, layer, image, cfg, repeats):
     sigma = nn.Parameter(torch.full((1, 1, grid, grid), cfg.sigma_init))
     with torch.no_grad():
         origin = F.relu(extractor(image))
-    times = []
-    for _ in range(repeats + 1):
-        clock = Clock()
+
+    def step():
         unit = torch.randn((cfg.samples, *image.shape[1:]))
         noisy = image + F.interpolate(sigma.expand(cfg.samples, 1, grid, grid),
                                       size=image.shape[-2:], mode="nearest") * unit
         loss = F.mse_loss(F.relu(extractor(noisy)), origin.expand(cfg.samples, -1, -1, -1)) \
             - torch.log(sigma).mean()
         loss.backward()
-        times.append(clock.stop()[0])
-    return min(times[1:])
+    return step
+
+
+def interleaved_cpu_min(steps, repeats):
+    """Min CPU seconds of each callable, run in turn (so load changes hit all alike)."""
+    for step in steps.values():  # warm-up
+        step()
+    best = {name: float("inf") for name in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            clock = Clock()
+            step()
+            best[name] = min(best[name], clock.stop()[0])
+    return best
+
+
+def step_timings(model, layer, images, cfg, args, with_loop):
+    n, size = images.shape[0], images.shape[-1]
+    steps = {"floor": floor_step(model, layer, n * cfg.samples, size)}
+    if with_loop:
+        steps["loop"] = loop_step(model, layer, images[0], cfg)
+    for precision in args.precisions:
+        steps[precision] = engine_step(model, layer, images, cfg, precision)
+    return interleaved_cpu_min(steps, args.repeats)
 
 
 def bench_steps_only(name, model, layer, size, args):
@@ -195,18 +214,18 @@ def bench_steps_only(name, model, layer, size, args):
     images = make_images(n, size)
     print(f"\n== {name} (per-step timings only): layer {layer}, {size} px, {n} image(s), "
           f"K={cfg.samples}, {torch.get_num_threads()} threads")
-    loop_step = time_loop_step(model, layer, images[0], cfg, args.repeats)
-    print(f"loop step (1 image, {cfg.samples} rows): cpu {loop_step:8.2f} s")
-    floor = time_floor(model, layer, n * cfg.samples, size, args.repeats)
+    best = step_timings(model, layer, images, cfg, args, with_loop=True)
+    loop, floor = best["loop"], best["floor"]
+    print(f"loop step (1 image, {cfg.samples} rows): cpu {loop:8.2f} s")
     print(f"floor (plain fp32 fwd+bwd, {n * cfg.samples} rows): cpu {floor:8.2f} s")
     for precision in args.precisions:
-        step = time_engine_step(model, layer, images, cfg, precision, args.repeats)
+        step = best[precision]
         # Full runs: the loop does 60 steps + a sigma_f forward, the engine 59 passes + a
         # sigma_f forward (images that stop at the decision step; the forward ~ 1/3 step).
-        ratio = loop_step * (60 + 1 / 3) / (step / n * (59 + 1 / 3))
+        ratio = loop * (60 + 1 / 3) / (step / n * (59 + 1 / 3))
         print(f"engine step {precision:4s} ({n * cfg.samples} rows): cpu {step:8.2f} s "
               f"= {step / floor:.2f} x floor; per image {step / n:.2f} s = loop step / "
-              f"{loop_step / (step / n):.2f}; estimated full-run speed-up x{ratio:.2f}")
+              f"{loop / (step / n):.2f}; estimated full-run speed-up x{ratio:.2f}")
 
 
 def bench(name, model, layer, size, args):
@@ -219,6 +238,9 @@ def bench(name, model, layer, size, args):
 
     if args.engine_only:  # the pipeline's cost: seconds per image-checkpoint
         for precision in args.precisions:
+            estimate_sigma(model, layer, images[:1], SigmaConfig(samples=cfg.samples, steps=2,
+                                                                 boost_after=2),
+                           device="cpu", precision=precision)  # warm-up
             clock = Clock()
             res = estimate_sigma(model, layer, images, cfg, seed=args.seed, image_keys=keys,
                                  device="cpu", precision=precision, max_batch=args.max_batch)
@@ -228,6 +250,12 @@ def bench(name, model, layer, size, args):
                   f"(passes {sorted(set(res.passes.tolist()))}, boosted "
                   f"{int(res.boosted.sum())}/{n})")
         return
+    # Warm-up (one-time kernel set-up) of both, so the timed runs compare steady states.
+    loop_one_image(model, layer, images[0], cfg, noise_generator(-1, 0), 1)
+    for precision in args.precisions:
+        estimate_sigma(model, layer, images, SigmaConfig(samples=cfg.samples, steps=2,
+                                                         boost_after=2),
+                       seed=-1, device="cpu", precision=precision, max_batch=args.max_batch)
     clock = Clock()
     loop = [loop_one_image(model, layer, images[b], cfg, noise_generator(args.seed, keys[b]),
                            args.loop_steps) for b in range(n)]
@@ -285,12 +313,11 @@ def bench(name, model, layer, size, args):
           f"{int(fp32.boosted.sum())}/{n}")
 
     rows = n * cfg.samples
-    floor = time_floor(model, layer, rows, size, args.repeats)
-    print(f"floor (plain fp32 fwd+bwd, {rows} rows): cpu {floor * 1e3:8.1f} ms")
+    best = step_timings(model, layer, images, cfg, args, with_loop=False)
+    print(f"floor (plain fp32 fwd+bwd, {rows} rows): cpu {best['floor'] * 1e3:8.1f} ms")
     for precision in args.precisions:
-        step = time_engine_step(model, layer, images, cfg, precision, args.repeats)
-        print(f"engine step {precision:4s} ({rows} rows): cpu {step * 1e3:8.1f} ms  "
-              f"= {step / floor:.2f} x floor")
+        print(f"engine step {precision:4s} ({rows} rows): cpu {best[precision] * 1e3:8.1f} ms"
+              f"  = {best[precision] / best['floor']:.2f} x floor")
 
 
 def main(argv=None):
@@ -301,7 +328,8 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-batch", type=int, default=1536)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="timed repeats of each step (interleaved; min taken)")
     parser.add_argument("--precisions", default="fp32,bf16")
     parser.add_argument("--engine-only", action="store_true",
                         help="only the engine's cost per image-checkpoint (pipeline sizing)")

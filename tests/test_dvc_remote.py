@@ -65,13 +65,13 @@ def _same_tree(a: Path, b: Path) -> int:
 
 
 @pytest.mark.slow
-def test_reviewer_pulls_data_and_checkpoints_and_skips_training(tmp_path):
+def test_reviewer_pulls_data_and_checkpoints_and_skips_training(tmp_path, tmp_path_factory):
     remote = tmp_path / "remote"
 
-    # Maintainer: prepare the data and train (smoke config), then publish both to the remote.
-    maintainer = copy_repo(tmp_path / "maintainer")
+    # Maintainer: has run the pipeline (smoke config; the session's shared local run), and
+    # publishes the prepared data and the trained networks to the remote.
+    maintainer = harness.reference_smoke_run(tmp_path_factory)
     _use_remote(maintainer, remote)
-    _snakemake(maintainer, "--cores", "2", "--until", "distilled_student", "baseline")
     for path in TRAINED:
         ignored = harness.run(["git", "check-ignore", "-q", f"{path}.dvc"], cwd=maintainer, timeout=60)
         assert ignored.returncode == 1, (

@@ -1,4 +1,4 @@
-"""Helpers for the artifact-evaluation tests (tests/test_docker.py, tests/test_slurm.py).
+"""Helpers for the artifact-evaluation tests (tests/test_docker.py, test_slurm.py, test_dvc_remote.py).
 
 They start and stop the throwaway daemons through the shell scripts next to this file (which
 reviewers can run by hand too), run commands with a time limit, and compare two runs'
@@ -12,6 +12,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -75,6 +76,24 @@ def free_port(preferred: int = 0) -> int:
                 continue
             return sock.getsockname()[1]
     raise RuntimeError("no free port")
+
+
+_REFERENCE_RUN: dict[str, Path] = {}
+
+
+def reference_smoke_run(tmp_path_factory) -> Path:
+    """A checkout with a finished local run of the smoke config, made once per pytest session
+    and shared by the infra tests (the SLURM test compares its results with it, the DVC test
+    publishes its data and checkpoints): the smoke DAG is the expensive part of both."""
+    if "repo" not in _REFERENCE_RUN:
+        from conftest import copy_repo, workflow_env  # noqa: PLC0415 (tests/ is on sys.path)
+
+        repo = copy_repo(tmp_path_factory.mktemp("reference_run") / "repo")
+        ran = run([sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", SMOKE],
+                  cwd=repo, env=workflow_env(), timeout=1200, log=repo.parent / "snakemake.log")
+        assert ran.returncode == 0, "local smoke run failed:\n" + tail(ran.stdout, 80)
+        _REFERENCE_RUN["repo"] = repo
+    return _REFERENCE_RUN["repo"]
 
 
 def base_env(**extra: str) -> dict[str, str]:
