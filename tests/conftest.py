@@ -2,8 +2,10 @@
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -43,3 +45,41 @@ def snakemake(cwd: Path, *args: str, timeout: int = 900) -> subprocess.Completed
 @pytest.fixture
 def repo_copy(tmp_path) -> Path:
     return copy_repo(tmp_path / "repo")
+
+
+SMOKE = "tests/configs/smoke.yaml"
+_SMOKE_RUN: dict = {}
+
+
+def _interrupt_first_training_job(repo: Path) -> dict:
+    """Start the smoke run and press Ctrl-C once the teacher job has started.
+
+    Returns what was left behind, for the test of interrupted runs to check.
+    """
+    proc = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", SMOKE],
+                            cwd=repo, env=workflow_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    log = repo / "logs/train/teacher.log"
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and proc.poll() is None and not log.exists():
+        time.sleep(0.05)
+    started = log.exists() and proc.poll() is None
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends to the whole group
+    out, _ = proc.communicate(timeout=300)
+    teacher = repo / "results/train/teacher"
+    return {"started": started, "returncode": proc.returncode, "output": out,
+            "left": sorted(p.name for p in teacher.iterdir()) if teacher.exists() else []}
+
+
+def smoke_reference_run(tmp_path_factory) -> tuple[Path, dict, subprocess.CompletedProcess]:
+    """One local run of the smoke config per session, shared by the pipeline and infra tests.
+
+    It is first interrupted (Ctrl-C) while the teacher trains, then rerun to completion, so the
+    shared results are also those of an interrupted-and-resumed run.
+    """
+    if "repo" not in _SMOKE_RUN:
+        repo = copy_repo(tmp_path_factory.mktemp("smoke_reference") / "repo")
+        interrupted = _interrupt_first_training_job(repo)
+        completed = snakemake(repo, "--cores", "2", "--configfile", SMOKE, timeout=1800)
+        _SMOKE_RUN.update(repo=repo, interrupted=interrupted, completed=completed)
+    return _SMOKE_RUN["repo"], _SMOKE_RUN["interrupted"], _SMOKE_RUN["completed"]

@@ -70,7 +70,9 @@ def test_reviewer_pulls_data_and_checkpoints_and_skips_training(tmp_path, tmp_pa
 
     # Maintainer: has run the pipeline (smoke config; the session's shared local run), and
     # publishes the prepared data and the trained networks to the remote.
-    maintainer = harness.reference_smoke_run(tmp_path_factory)
+    # A copy: `dvc add` rewrites the files it tracks, and the shared run must stay untouched.
+    maintainer = shutil.copytree(harness.reference_smoke_run(tmp_path_factory),
+                                 tmp_path / "maintainer", symlinks=True)
     _use_remote(maintainer, remote)
     for path in TRAINED:
         ignored = harness.run(["git", "check-ignore", "-q", f"{path}.dvc"], cwd=maintainer, timeout=60)

@@ -14,16 +14,18 @@ import torch
 
 __all__ = ["atomic_path", "job_logging", "resolve_device"]
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
-def resolve_device(spec: str | torch.device = "auto") -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; otherwise the named device, checked."""
-    if isinstance(spec, torch.device):
-        return spec
-    if spec == "auto":
+
+def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
+    """``auto`` (or None) -> CUDA when available, else CPU; otherwise the named device, checked."""
+    if spec is None or spec == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(spec)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {spec!r} requested but CUDA is not available; use 'auto' or 'cpu'")
+        raise ValueError(f"device {str(spec)!r} requested but CUDA is not available; "
+                         "use 'auto' or 'cpu'")
     return device
 
 
@@ -47,6 +49,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are for everyone to read
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -58,7 +58,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from kdconcepts.features import tap
-from kdconcepts.runtime import resolve_device
+from kdconcepts.runtime import atomic_path, resolve_device
 from kdconcepts.models import (
     analysed_weight,
     build_model,
@@ -201,28 +201,14 @@ def checkpoint_name(epoch: int) -> str:
     return f"epoch_{epoch:03d}.pt"
 
 
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _atomic_torch_save(obj: Any, path: Path) -> None:
-    _atomic_write(path, lambda tmp: torch.save(obj, tmp))
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def _atomic_text(text: str, path: Path) -> None:
-    def write(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-
-    _atomic_write(path, write)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def _link_or_copy(source: Path, target: Path) -> None:

@@ -78,22 +78,15 @@ def free_port(preferred: int = 0) -> int:
     raise RuntimeError("no free port")
 
 
-_REFERENCE_RUN: dict[str, Path] = {}
-
-
 def reference_smoke_run(tmp_path_factory) -> Path:
     """A checkout with a finished local run of the smoke config, made once per pytest session
     and shared by the infra tests (the SLURM test compares its results with it, the DVC test
     publishes its data and checkpoints): the smoke DAG is the expensive part of both."""
-    if "repo" not in _REFERENCE_RUN:
-        from conftest import copy_repo, workflow_env  # noqa: PLC0415 (tests/ is on sys.path)
+    from conftest import smoke_reference_run  # noqa: PLC0415 (tests/ is on sys.path)
 
-        repo = copy_repo(tmp_path_factory.mktemp("reference_run") / "repo")
-        ran = run([sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", SMOKE],
-                  cwd=repo, env=workflow_env(), timeout=1200, log=repo.parent / "snakemake.log")
-        assert ran.returncode == 0, "local smoke run failed:\n" + tail(ran.stdout, 80)
-        _REFERENCE_RUN["repo"] = repo
-    return _REFERENCE_RUN["repo"]
+    repo, _, ran = smoke_reference_run(tmp_path_factory)
+    assert ran.returncode == 0, "local smoke run failed:\n" + tail(ran.stdout + ran.stderr, 80)
+    return repo
 
 
 def base_env(**extra: str) -> dict[str, str]:

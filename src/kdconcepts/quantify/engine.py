@@ -50,6 +50,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from kdconcepts.runtime import resolve_device
 from kdconcepts.quantify.config import SigmaConfig
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -105,16 +106,6 @@ def noise_generator(seed: int, image_key: Any, device: torch.device | str = "cpu
     generator = torch.Generator(device=torch.device(device))
     generator.manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
     return generator
-
-
-def resolve_device(device: torch.device | str | None) -> torch.device:
-    """``None`` or ``"auto"``: CUDA when available, else CPU; otherwise ``torch.device``."""
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device} requested but CUDA is not available")
-    return device
 
 
 class _TruncatedModel(nn.Module):
