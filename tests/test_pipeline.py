@@ -102,7 +102,7 @@ def test_smoke_pipeline_end_to_end(smoke, tmp_path):
     # A figure-only setting reruns the figures and nothing upstream.
     cfg = yaml.safe_load((repo_copy / SMOKE).read_text())
     cfg["report"]["dpi"] = 72
-    (tmp_path / "fig.yaml").write_text(yaml.safe_dump(cfg))
+    (tmp_path / "fig.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     changed = snakemake(repo_copy, "-n", "--cores", "2", "--configfile", str(tmp_path / "fig.yaml"))
     assert changed.returncode == 0, changed.stderr[-3000:]
     assert set(_jobs(changed.stdout)) == {"figure_entropy_maps", "figure_concepts_vs_distance", "all"}
