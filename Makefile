@@ -19,7 +19,10 @@ venv: $(STAMP)
 $(STAMP): envs/requirements.lock pyproject.toml
 	@echo ">> creating $(VENV) from envs/requirements.lock (first time: a few minutes)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes -r envs/requirements.lock
+	@# (pip warns once per package about this machine's unused local index folders: noise)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes \
+	  -r envs/requirements.lock 2>&1 | { grep -v "^WARNING: Location '" || true; }; \
+	  test $${PIPESTATUS[0]} -eq 0
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@rm -f $(VENV)/.installed-*
 	@touch $@
