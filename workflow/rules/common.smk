@@ -19,6 +19,17 @@ _problems = config_problems(config, load_schema(_SCHEMA))
 if _problems:
     raise WorkflowError("Invalid configuration:\n  - " + "\n  - ".join(_problems))
 
+
+def _key_sorted(node):
+    return {k: _key_sorted(node[k]) for k in sorted(node)} if isinstance(node, dict) else node
+
+
+# Rules hand config sections to `params:`, which Snakemake compares as text: sorting the keys
+# keeps a reordered (but equal) config file from rerunning jobs.
+_canonical = _key_sorted(config)
+config.clear()
+config.update(_canonical)
+
 DATA_ROOT = config["dataset"]["root"]
 PRETRAIN_ROOT = config["dataset"]["pretrain_root"]
 EPOCHS = list(config["checkpoints"])
