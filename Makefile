@@ -28,7 +28,7 @@ $(STAMP): envs/requirements.lock pyproject.toml
 	@touch $@
 
 reproduce: venv
-	$(BIN)/snakemake --cores $(CORES)
+	$(BIN)/snakemake --cores $(CORES) --rerun-incomplete
 	$(BIN)/snakemake --report results/report.html
 
 test: venv

@@ -5,7 +5,7 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 
 import pytest
@@ -51,35 +51,64 @@ SMOKE = "tests/configs/smoke.yaml"
 _SMOKE_RUN: dict = {}
 
 
-def _interrupt_first_training_job(repo: Path) -> dict:
-    """Start the smoke run and press Ctrl-C once the teacher job has started.
+def _interrupt_after_first_epoch(repo: Path) -> dict:
+    """Start the smoke run and press Ctrl-C once the first training job has saved an epoch.
 
-    Returns what was left behind, for the test of interrupted runs to check.
+    No timing is involved: the job runs with the test barrier of
+    :func:`kdconcepts.runtime.epoch_barrier`, so after its first epoch (resume state on disk)
+    it announces itself on a FIFO and stands still until the signal arrives. Returns what was
+    left behind, for the test of interrupted runs to check.
     """
+    from kdconcepts.runtime import BARRIER_ENV
+
+    barrier = repo / ".test_barrier"
+    barrier.mkdir()
+    for name in ("reached", "release"):
+        os.mkfifo(barrier / name)
+    env = workflow_env()
+    env[BARRIER_ENV] = str(barrier)
     proc = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", SMOKE],
-                            cwd=repo, env=workflow_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    log = repo / "logs/train/teacher.log"
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline and proc.poll() is None and not log.exists():
-        time.sleep(0.05)
-    started = log.exists() and proc.poll() is None
-    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends to the whole group
-    out, _ = proc.communicate(timeout=300)
-    teacher = repo / "results/train/teacher"
-    return {"started": started, "returncode": proc.returncode, "output": out,
-            "left": sorted(p.name for p in teacher.iterdir()) if teacher.exists() else []}
+                            cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    reached: list[str] = []
+
+    def read_reached():
+        with open(barrier / "reached", encoding="utf-8") as fifo:
+            reached.append(fifo.readline().strip())
+
+    reader = threading.Thread(target=read_reached, daemon=True)
+    reader.start()
+    # Wait for the announcement, or for the run to end without one (then it failed early).
+    while reader.is_alive() and proc.poll() is None:
+        reader.join(timeout=1.0)
+    if reader.is_alive():  # nobody will write: unblock the reader
+        os.close(os.open(barrier / "reached", os.O_WRONLY | os.O_NONBLOCK))
+        reader.join()
+    # "<job folder>\t<role> <phase> <epoch>": which training job Snakemake happened to start first.
+    folder, _, label = reached[0].partition("\t") if reached and reached[0] else ("", "", "")
+    job_dir = repo / folder if folder else None
+    resume_saved = job_dir is not None and (job_dir / ".resume.pt").is_file()
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends to the whole group
+    out, _ = proc.communicate(timeout=600)
+    role = label.split(" ")[0]
+    logs = sorted((repo / "logs/train").rglob(f"{role}*.log")) if role else []
+    return {"reached": label or None, "resume_saved": resume_saved, "returncode": proc.returncode,
+            "output": out, "job_log": "".join(p.read_text(errors="replace") for p in logs),
+            "left": sorted(p.name for p in job_dir.iterdir()) if job_dir and job_dir.exists() else []}
 
 
 def smoke_reference_run(tmp_path_factory) -> tuple[Path, dict, subprocess.CompletedProcess]:
     """One local run of the smoke config per session, shared by the pipeline and infra tests.
 
-    It is first interrupted (Ctrl-C) while the teacher trains, then rerun to completion, so the
+    It is first interrupted (Ctrl-C) after the teacher's first epoch, then rerun to completion, so the
     shared results are also those of an interrupted-and-resumed run.
     """
     if "repo" not in _SMOKE_RUN:
         repo = copy_repo(tmp_path_factory.mktemp("smoke_reference") / "repo")
-        interrupted = _interrupt_first_training_job(repo)
-        completed = snakemake(repo, "--cores", "2", "--configfile", SMOKE, timeout=1800)
+        interrupted = _interrupt_after_first_epoch(repo)
+        # As `make reproduce` does: jobs cut short are rerun (and resume from their state).
+        completed = snakemake(repo, "--cores", "2", "--configfile", SMOKE, "--rerun-incomplete",
+                              timeout=1800)
         _SMOKE_RUN.update(repo=repo, interrupted=interrupted, completed=completed)
     return _SMOKE_RUN["repo"], _SMOKE_RUN["interrupted"], _SMOKE_RUN["completed"]

@@ -51,12 +51,25 @@ def smoke(tmp_path_factory):
 
 @pytest.mark.slow
 def test_interrupted_run_leaves_no_finished_outputs(smoke):
-    _, interrupted, completed = smoke
-    assert interrupted["started"], "the teacher job never started before the deadline"
-    assert interrupted["returncode"] != 0, interrupted["output"][-3000:]
-    # Whatever the teacher had written, none of its declared outputs looks finished.
-    assert not {"final.pt", "metrics.json", "weight_distance.csv"} & set(interrupted["left"])
+    repo, interrupted, completed = smoke
+    output = interrupted["output"]
+    # The first training job (teacher or baseline: they do not depend on each other) stood at
+    # the barrier after its first epoch, with its resume state saved ...
+    assert interrupted["reached"] in ("teacher finetune 1", "baseline train 1"), output[-3000:]
+    assert interrupted["resume_saved"]
+    # ... Snakemake received the Ctrl-C and cancelled the run ...
+    assert interrupted["returncode"] != 0, output[-3000:]
+    assert "Terminating processes on user request" in output, output[-3000:]
+    assert "KeyboardInterrupt" in interrupted["job_log"]
+    # ... none of that job's end-of-run outputs exists (epoch checkpoints written before the
+    # signal are whole files, which Snakemake flags as incomplete), its resume state is kept ...
+    assert not {"final.pt", "metrics.json", "weight_distance.csv", "train_log.jsonl"} & set(interrupted["left"])
+    assert ".resume.pt" in interrupted["left"]
+    # ... and the next run (with --rerun-incomplete, as `make reproduce`) resumed and finished.
     assert completed.returncode == 0, (completed.stdout + completed.stderr)[-6000:]
+    role = interrupted["reached"].split(" ")[0]
+    resumed = "".join(p.read_text() for p in (repo / "logs/train").rglob(f"{role}*.log"))
+    assert f"resuming {role} from phase" in resumed
 
 
 @pytest.mark.slow

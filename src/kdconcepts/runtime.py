@@ -12,7 +12,12 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["atomic_path", "job_logging", "resolve_device"]
+__all__ = ["BARRIER_ENV", "atomic_path", "epoch_barrier", "job_logging", "resolve_device"]
+
+#: Test hook: a folder holding two FIFOs, ``reached`` and ``release``. When set, a training job
+#: announces each finished epoch on ``reached`` and then waits on ``release``, so that a test
+#: can interrupt a run at a known point without racing it. Unset in normal runs.
+BARRIER_ENV = "KDCONCEPTS_TEST_BARRIER"
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -82,3 +87,20 @@ def job_logging(log_path: str | os.PathLike | None, threads: int | None = None) 
         finally:
             sys.stderr = old_stderr
             logger.removeHandler(handler)
+
+
+def epoch_barrier(label: str) -> None:
+    """Announce ``label`` on ``$KDCONCEPTS_TEST_BARRIER/reached``, then wait on ``release``.
+
+    A no-op unless the environment variable is set (tests only). Both files are FIFOs made by
+    the test: opening ``reached`` for writing blocks until the test reads it, and opening
+    ``release`` for reading blocks until the test writes (or interrupts the job), so the job
+    stands still, its resume state on disk, exactly while the test acts on it.
+    """
+    folder = os.environ.get(BARRIER_ENV)
+    if not folder:
+        return
+    with open(Path(folder) / "reached", "w", encoding="utf-8") as fifo:
+        fifo.write(label + "\n")
+    with open(Path(folder) / "release", encoding="utf-8") as fifo:
+        fifo.read()

@@ -57,7 +57,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from kdconcepts.features import tap
-from kdconcepts.runtime import atomic_path, resolve_device
+from kdconcepts.runtime import atomic_path, epoch_barrier, resolve_device
 from kdconcepts.models import (
     analysed_weight,
     build_model,
@@ -90,6 +90,8 @@ RESUME_FILE = ".resume.pt"
 # Hard links to the epoch checkpoints written so far: Snakemake deletes a failed job's declared
 # outputs, so a resumed job restores them from here instead of retraining from epoch 0.
 RESUME_CHECKPOINTS = ".resume_checkpoints"
+# The log of the epochs run so far (for watching a job); train_log.jsonl appears only at the end.
+PROGRESS_LOG = ".train_log.jsonl"
 _CHECKPOINT_KEYS = ("state_dict", "arch", "num_classes", "image_size", "epoch", "role", "layer",
                     "config_hash", "data_hash", "weight_distance")
 
@@ -371,8 +373,11 @@ class _Job:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
 
-    def write_logs(self) -> None:
-        _atomic_text("".join(json.dumps(r) + "\n" for r in self.records), self.out_dir / "train_log.jsonl")
+    def write_logs(self, in_progress: bool = False) -> None:
+        """``train_log.jsonl`` at the end; during training the hidden ``.train_log.jsonl``, so a
+        killed job never leaves a declared output holding only some epochs."""
+        name = PROGRESS_LOG if in_progress else "train_log.jsonl"
+        _atomic_text("".join(json.dumps(r) + "\n" for r in self.records), self.out_dir / name)
 
     def write_distance_csv(self) -> None:
         lines = ["layer,epoch,step,weight_distance"]
@@ -431,6 +436,7 @@ class _Job:
 
     def finish(self) -> None:
         (self.out_dir / RESUME_FILE).unlink(missing_ok=True)
+        (self.out_dir / PROGRESS_LOG).unlink(missing_ok=True)
         shutil.rmtree(self.out_dir / RESUME_CHECKPOINTS, ignore_errors=True)
 
 
@@ -560,12 +566,11 @@ def _run_phase(
                 job.checkpoint(job.out_dir / checkpoint_name(epoch + 1), model, epoch + 1, distance)
         job.records.append(record)
         log.info("%s", json.dumps(record))
-        job.write_logs()
-        if tracker is not None:
-            job.write_distance_csv()
+        job.write_logs(in_progress=True)
         job.save_resume(phase, epoch + 1, model, optimizer, plateau, tracker, scaler)
         if job.on_epoch_end is not None:
             job.on_epoch_end(phase, epoch + 1)
+        epoch_barrier(f"{job.out_dir}\t{job.role} {phase} {epoch + 1}")
 
 
 def _ce_loss(model: nn.Module):

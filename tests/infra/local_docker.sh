@@ -41,7 +41,8 @@ start() {
         --storage-driver "${KDC_DOCKER_STORAGE_DRIVER:-overlay2}" \
         >"$state/dockerd.log" 2>&1 </dev/null &
     local pid=$!
-    for _ in $(seq 1 60); do
+    # A readiness wait, not a race: the bound only turns a daemon that never starts into an error.
+    for _ in $(seq 1 240); do
         if docker version >/dev/null 2>&1; then
             # dockerd writes its pid file itself; fall back to the PID we started.
             [[ -s $pidfile ]] || echo "$pid" >"$pidfile"
@@ -55,7 +56,7 @@ start() {
         fi
         sleep 0.5
     done
-    echo "dockerd did not answer within 30 s; stopping it" >&2
+    echo "dockerd did not answer within 120 s; stopping it" >&2
     kill "$pid" 2>/dev/null || true
     exit 4
 }

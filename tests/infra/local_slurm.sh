@@ -25,7 +25,7 @@ free_port() {
 
 record_pid() { echo "$1 $2" >>"$pids"; }
 
-wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...
+wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...  (readiness; the bound only catches a daemon that never comes up)
     local secs=$1 what=$2
     shift 2
     for _ in $(seq 1 $((secs * 2))); do
@@ -59,7 +59,7 @@ start() {
         --log-file="$state/log/munged.log" \
         </dev/null >>"$state/log/munged.out" 2>&1 &
     record_pid munged $!
-    wait_for 15 munged test -S "$msock" || { tail -n 20 "$state/log/munged.log" "$state/log/munged.out" >&2; exit 4; }
+    wait_for 120 munged test -S "$msock" || { tail -n 20 "$state/log/munged.log" "$state/log/munged.out" >&2; exit 4; }
 
     local host cpus mem_mb ctld_port d_port
     host=$(hostname -s)
@@ -121,12 +121,12 @@ CONF
     export SLURM_CONF="$conf"
     slurmctld -D -i -f "$conf" </dev/null >>"$state/log/slurmctld.out" 2>&1 &
     record_pid slurmctld $!
-    wait_for 30 slurmctld scontrol ping || { tail -n 30 "$state/log/slurmctld.log" >&2; exit 4; }
+    wait_for 120 slurmctld scontrol ping || { tail -n 30 "$state/log/slurmctld.log" >&2; exit 4; }
     slurmd -D -f "$conf" </dev/null >>"$state/log/slurmd.out" 2>&1 &
     record_pid slurmd $!
     # The node is usable once sinfo reports it idle (or mixed, if something already runs).
     node_ready() { sinfo -h -N -o '%T' | grep -Eq '^(idle|mixed|allocated)'; }
-    wait_for 30 "slurmd (node idle)" node_ready || { tail -n 30 "$state/log/slurmd.log" >&2; exit 4; }
+    wait_for 120 "slurmd (node idle)" node_ready || { tail -n 30 "$state/log/slurmd.log" >&2; exit 4; }
     echo "SLURM_BIN=$state/bin"
     echo "SLURM_CONF=$conf"
 }
