@@ -31,7 +31,7 @@ import torch
 
 from kdconcepts.features import extract_features
 from kdconcepts.models import build_model, init_student_weights, resolve_layer
-from kdconcepts.train import Phase, RunOptions, train_baseline, train_distilled_student
+from kdconcepts.training import Phase, RunOptions, train_baseline, train_distilled_student
 
 
 def _split(n: int, num_classes: int, size: int, seed: int) -> SimpleNamespace:

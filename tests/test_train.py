@@ -10,9 +10,11 @@ import torch
 
 from kdconcepts.features import extract_features
 from kdconcepts.models import resolve_layer, trunk_parameters
-from kdconcepts.train import (
+from kdconcepts.training import (
+    Augment,
     RESUME_CHECKPOINTS,
     RESUME_FILE,
+    PROGRESS_LOG,
     Phase,
     RunOptions,
     WeightDistance,
@@ -22,8 +24,10 @@ from kdconcepts.train import (
     settings_hash,
     train_baseline,
     train_distilled_student,
+    train_logit_student,
     train_teacher,
 )
+from kdconcepts.training.regimes import REGIMES, LogitDistillation
 
 torch.set_num_threads(1)
 
@@ -277,13 +281,13 @@ def test_precomputed_teacher_features_give_the_same_student(tmp_path, teacher):
 def test_student_with_flips_computes_targets_online(tmp_path, teacher):
     features = torch.zeros(len(TRAIN.images), 256)
     with pytest.raises(ValueError, match="flips"):
-        run_student(tmp_path / "a", teacher_features=features, hflip=True)
+        run_student(tmp_path / "a", teacher_features=features, augment=Augment(hflip=True))
     with pytest.raises(ValueError, match="needs the teacher"):
         run_student(tmp_path / "b")
     with pytest.raises(ValueError, match="teacher features for"):
         run_student(tmp_path / "c", teacher_features=features[:5])
-    run_student(tmp_path / "d", teacher=teacher.model, hflip=True, head_epochs=0)
-    run_student(tmp_path / "e", teacher=teacher.model, hflip=False, head_epochs=0)
+    run_student(tmp_path / "d", teacher=teacher.model, augment=Augment(hflip=True), head_epochs=0)
+    run_student(tmp_path / "e", teacher=teacher.model, augment=Augment(), head_epochs=0)
     assert not states_equal(load_state(tmp_path / "d" / "final.pt"), load_state(tmp_path / "e" / "final.pt"))
 
 
@@ -323,3 +327,133 @@ def test_deterministic_cuda_training_repeats(tmp_path):
     run_baseline(tmp_path / "a", options=options, checkpoint_epochs=[3])
     run_baseline(tmp_path / "b", options=options, checkpoint_epochs=[3])
     assert states_equal(load_state(tmp_path / "a" / "final.pt"), load_state(tmp_path / "b" / "final.pt"))
+
+
+# --- the logit student (Hinton et al. 2015) and the regime registry --------------------------
+
+
+def run_logit(out_dir, teacher, **kwargs):
+    args = dict(arch="small_vgg", train=TRAIN, test=TEST, schedule=Phase(3, 16, 0.02, 0.002),
+                layers=["conv", "fc1"], checkpoint_epochs=[0, 2, 3], teacher=teacher, options=OPTIONS)
+    args.update(kwargs)
+    return train_logit_student(out_dir, **args)
+
+
+def test_every_regime_is_registered_by_name():
+    assert set(REGIMES) == {"teacher", "feature_distillation", "logit_distillation", "baseline"}
+
+
+def test_logit_distillation_loss_is_hintons_formula():
+    g = torch.Generator().manual_seed(0)
+    student, teacher = torch.nn.Linear(5, 4), torch.nn.Linear(5, 4)
+    x, y = torch.randn(6, 5, generator=g), torch.tensor([0, 1, 2, 3, 0, 1])
+    job = SimpleNamespace(device=torch.device("cpu"), prepare=lambda m: m)
+    with torch.no_grad():
+        named, logits = LogitDistillation(student, job, teacher=teacher, temperature=3.0, alpha=0.7).losses(x, y, None)
+    student.requires_grad_(False)
+    t = 3.0
+    p_teacher = torch.softmax(teacher(x) / t, dim=1)
+    log_p_student = torch.log_softmax(student(x) / t, dim=1)
+    kl = (p_teacher * (p_teacher.log() - log_p_student)).sum(1).mean()
+    assert set(named) == {"kd", "ce"}
+    assert float(named["kd"]) == pytest.approx(float(0.7 * t * t * kl), rel=1e-5)
+    assert float(named["ce"]) == pytest.approx(float(0.3 * torch.nn.functional.cross_entropy(student(x), y)), rel=1e-6)
+    assert torch.equal(logits, student(x))
+    with pytest.raises(ValueError, match="alpha"):
+        LogitDistillation(student, job, teacher=teacher, temperature=3.0, alpha=1.5)
+
+
+def test_logit_student_shares_the_init_and_is_analysed_like_the_others(tmp_path, teacher):
+    run_baseline(tmp_path / "baseline")
+    metrics = run_logit(tmp_path / "logit", teacher.model)
+    assert states_equal(load_state(tmp_path / "baseline" / checkpoint_name(0)),
+                        load_state(tmp_path / "logit" / checkpoint_name(0)))
+    assert not states_equal(load_state(tmp_path / "baseline" / "final.pt"),
+                            load_state(tmp_path / "logit" / "final.pt"))
+    log = [json.loads(line) for line in (tmp_path / "logit" / "train_log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [1, 2, 3] and all({"kd", "ce", "train_accuracy"} <= set(r) for r in log)
+    table = pd.read_csv(tmp_path / "logit" / "weight_distance.csv")
+    assert set(table["layer"]) == {"conv", "fc1"} and (table.groupby("layer")["weight_distance"].diff().dropna() >= 0).all()
+    _, info = load_checkpoint(tmp_path / "logit" / checkpoint_name(2))
+    assert info["role"] == "logit_student" and info["epoch"] == 2
+    assert metrics["temperature"] == 4.0 and metrics["alpha"] == 0.9 and 0 <= metrics["test_accuracy"] <= 1
+
+
+def test_a_killed_logit_student_resumes_to_the_same_result(tmp_path, teacher):
+    run_logit(tmp_path / "full", teacher.model)
+    with pytest.raises(Crash):
+        run_logit(tmp_path / "killed", teacher.model, on_epoch_end=crash_at("train", 2))
+    delete_declared_outputs(tmp_path / "killed")
+    run_logit(tmp_path / "killed", teacher.model)
+    for name in ("final.pt", checkpoint_name(0), checkpoint_name(2), checkpoint_name(3)):
+        assert states_equal(load_state(tmp_path / "full" / name), load_state(tmp_path / "killed" / name))
+
+
+def test_a_killed_job_leaves_no_declared_log_with_some_epochs_only(tmp_path):
+    with pytest.raises(Crash):
+        run_baseline(tmp_path, on_epoch_end=crash_at("train", 2))
+    names = {p.name for p in tmp_path.iterdir()}
+    assert not {"train_log.jsonl", "weight_distance.csv", "metrics.json", "final.pt"} & names
+    progress = [json.loads(line) for line in (tmp_path / PROGRESS_LOG).read_text().splitlines()]
+    assert [r["epoch"] for r in progress] == [1, 2]
+    run_baseline(tmp_path)
+    assert not (tmp_path / PROGRESS_LOG).exists() and (tmp_path / "train_log.jsonl").exists()
+
+
+# --- augmentation -------------------------------------------------------------------------------
+
+
+def test_random_crop_is_a_window_of_the_enlarged_image():
+    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).reshape(2, 3, 8, 8)
+    same = Augment(crop_resize=8)  # nothing to crop: the image itself
+    draws = same.draw(2, torch.Generator().manual_seed(0))
+    assert torch.equal(same.apply(x, draws, torch.tensor([0, 1])), x)
+    crop = Augment(crop_resize=12)
+    draws = crop.draw(2, torch.Generator().manual_seed(1))
+    out = crop.apply(x, draws, torch.tensor([0, 1]))
+    big = torch.nn.functional.interpolate(x, size=(12, 12), mode="bilinear", align_corners=False)
+    for i in range(2):
+        matches = [(t, l) for t in range(5) for l in range(5) if torch.equal(big[i, :, t:t + 8, l:l + 8], out[i])]
+        assert matches, "the crop is not an 8 x 8 window of the enlarged image"
+    # The same epoch generator makes the same choices (a resumed run crops alike); flips come
+    # first, so adding the crop does not change the flips of a seed.
+    again = crop.draw(2, torch.Generator().manual_seed(1))
+    assert torch.equal(again["crop"], draws["crop"]) and torch.equal(
+        Augment(hflip=True).draw(2, torch.Generator().manual_seed(1))["flip"], draws["flip"])
+    with pytest.raises(ValueError, match="smaller than the images"):
+        Augment(crop_resize=6).apply(x, Augment(crop_resize=6).draw(2, torch.Generator()), torch.tensor([0, 1]))
+
+
+def test_with_crops_the_student_target_is_the_teachers_feature_of_the_same_crop(tmp_path, teacher):
+    features = torch.zeros(len(TRAIN.images), 256)
+    with pytest.raises(ValueError, match="crops"):
+        run_student(tmp_path / "a", teacher_features=features, augment=Augment(crop_resize=20))
+    seen = []
+    from kdconcepts.training.regimes import feature_distillation as fd
+    original = fd.FeatureDistillation.losses
+
+    def spy(self, x, y, index):
+        seen.append((x.clone(), self.target(x, index).clone()))
+        return original(self, x, y, index)
+
+    fd.FeatureDistillation.losses = spy
+    try:
+        run_student(tmp_path / "b", teacher=teacher.model, augment=Augment(crop_resize=20), head_epochs=0,
+                    schedule=Phase(1, 16, 0.02, 0.02), checkpoint_epochs=[1])
+    finally:
+        fd.FeatureDistillation.losses = original
+    from kdconcepts.features import extract_features
+    node = resolve_layer("small_vgg", "fc1")
+    x, target = seen[0]
+    assert not any(torch.equal(x[0], img) for img in TRAIN.images)  # the batch was cropped
+    torch.testing.assert_close(target, extract_features(teacher.model, node, x), rtol=1e-5, atol=1e-6)
+
+
+def test_the_method_does_not_import_training():
+    """Quantification loads checkpoints without depending on how a network was trained."""
+    import subprocess
+    import sys
+    code = ("import sys, kdconcepts.quantify, kdconcepts.quantify.cli, kdconcepts.pipeline, kdconcepts.metrics; "
+            "print(sorted(m for m in sys.modules if m.startswith('kdconcepts.train')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

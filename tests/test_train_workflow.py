@@ -12,7 +12,7 @@ from PIL import Image
 
 from conftest import ROOT, snakemake
 from kdconcepts.features import load_features
-from kdconcepts.train import load_checkpoint
+from kdconcepts.checkpoints import load_checkpoint
 
 PAPER_CONFIGS = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "config/paper").glob("*.yaml"))
 

@@ -3,7 +3,7 @@ baseline, reproducing Cheng, Rao, Chen and Zhang, "Explaining Knowledge Distilla
 Quantifying the Knowledge", CVPR 2020.
 
 Sub-packages: :mod:`kdconcepts.data` (prepared datasets), :mod:`kdconcepts.models`,
-:mod:`kdconcepts.train`, :mod:`kdconcepts.quantify` (the method), :mod:`kdconcepts.metrics`,
+:mod:`kdconcepts.training`, :mod:`kdconcepts.checkpoints`, :mod:`kdconcepts.quantify` (the method), :mod:`kdconcepts.metrics`,
 :mod:`kdconcepts.report`.
 """
 

@@ -46,7 +46,7 @@ def quantify_checkpoint(checkpoint: str | Path, data_root: str | Path, layer: st
     from kdconcepts.models import resolve_layer
     from kdconcepts.quantify import SigmaConfig, quantify_images
     from kdconcepts.runtime import resolve_device
-    from kdconcepts.train import load_checkpoint
+    from kdconcepts.checkpoints import load_checkpoint
 
     dev = resolve_device(device)
     model, info = load_checkpoint(checkpoint, map_location=dev)

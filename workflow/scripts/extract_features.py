@@ -4,7 +4,7 @@ from kdconcepts.data import load_split
 from kdconcepts.features import extract_features, save_features
 from kdconcepts.models import resolve_layer
 from kdconcepts.runtime import job_logging, resolve_device
-from kdconcepts.train import load_checkpoint
+from kdconcepts.checkpoints import load_checkpoint
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 settings = smk.params.settings

@@ -2,7 +2,7 @@
 
 from kdconcepts.data import load_split
 from kdconcepts.runtime import job_logging
-from kdconcepts.train import Phase, RunOptions, dataset_hash, train_baseline
+from kdconcepts.training import Augment, Phase, RunOptions, dataset_hash, train_baseline
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 settings = smk.params.settings
@@ -17,6 +17,6 @@ with job_logging(smk.log[0], threads=smk.threads):
         checkpoint_epochs=settings["checkpoints"],
         momentum=settings["optimizer"]["momentum"],
         weight_decay=settings["optimizer"]["weight_decay"],
-        hflip=settings["augment"]["hflip"],
+        augment=Augment.from_mapping(settings["augment"]),
         options=RunOptions.from_settings(settings, data_hash=dataset_hash(smk.params.data_root)),
     )

@@ -3,7 +3,8 @@
 from kdconcepts.data import load_split
 from kdconcepts.features import load_features
 from kdconcepts.runtime import job_logging
-from kdconcepts.train import Phase, RunOptions, dataset_hash, load_checkpoint, train_distilled_student
+from kdconcepts.checkpoints import load_checkpoint
+from kdconcepts.training import Augment, Phase, RunOptions, dataset_hash, train_distilled_student
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 settings = smk.params.settings
@@ -35,6 +36,6 @@ with job_logging(smk.log[0], threads=smk.threads):
         teacher_features=teacher_features,
         momentum=settings["optimizer"]["momentum"],
         weight_decay=settings["optimizer"]["weight_decay"],
-        hflip=settings["augment"]["hflip"],
+        augment=Augment.from_mapping(settings["augment"]),
         options=RunOptions.from_settings(settings, data_hash=dataset_hash(smk.params.data_root)),
     )

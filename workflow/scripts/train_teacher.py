@@ -2,7 +2,7 @@
 
 from kdconcepts.data import load_split
 from kdconcepts.runtime import job_logging
-from kdconcepts.train import Phase, RunOptions, dataset_hash, train_teacher
+from kdconcepts.training import Augment, Phase, RunOptions, dataset_hash, train_teacher
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 settings = smk.params.settings
@@ -24,6 +24,6 @@ with job_logging(smk.log[0], threads=smk.threads):
         checkpoint_epochs=[e for e in settings["checkpoints"] if e <= teacher["finetune"]["epochs"]],
         momentum=settings["optimizer"]["momentum"],
         weight_decay=settings["optimizer"]["weight_decay"],
-        hflip=settings["augment"]["hflip"],
+        augment=Augment.from_mapping(settings["augment"]),
         options=options,
     )

@@ -85,7 +85,7 @@ def _load_model(args: argparse.Namespace, device: torch.device):
     """Returns (model, node name, expected image size or None, default normalisation)."""
     if args.checkpoint is not None:
         from kdconcepts.models import resolve_layer
-        from kdconcepts.train import load_checkpoint
+        from kdconcepts.checkpoints import load_checkpoint
         model, info = load_checkpoint(args.checkpoint, map_location=device)
         return model, resolve_layer(info["arch"], args.layer), int(info["image_size"]), "none"
     import torchvision
