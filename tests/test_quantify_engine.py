@@ -2,6 +2,7 @@
 per-image loop structure."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -165,7 +166,7 @@ def test_matches_the_authors_per_image_loop(target, net):
 def test_boost_happens_exactly_when_the_target_was_never_exceeded():
     model, x = TinyNet(), images(1)
     free = estimate_sigma(model, "features.3", x, SigmaConfig(
-        **{**CFG.__dict__, "target_entropy": 5.0}), seed=1)
+        **{**CFG.__dict__, "target_entropy": 1.0}), seed=1)
     assert bool(free.boosted[0])
     peak = float(free.trace[0, : CFG.boost_after].max())
     # Target equal to the running maximum: "max <= H*" holds, so lambda is boosted.
@@ -181,7 +182,7 @@ def test_boost_happens_exactly_when_the_target_was_never_exceeded():
     # lambda x 1.5 takes effect from the update after the decision step: the traces
     # with and without the boost agree up to step boost_after, then differ.
     unboosted = estimate_sigma(model, "features.3", x, SigmaConfig(
-        **{**CFG.__dict__, "target_entropy": 5.0, "boost_factor": 1.0}), seed=1)
+        **{**CFG.__dict__, "target_entropy": 1.0, "boost_factor": 1.0}), seed=1)
     k = CFG.boost_after
     torch.testing.assert_close(free.trace[0, : k + 1], unboosted.trace[0, : k + 1])
     assert (free.trace[0, k + 1:] > unboosted.trace[0, k + 1:]).all()
@@ -202,9 +203,10 @@ def test_selection_is_the_snapshot_nearest_the_target():
 
 def test_left_half_model_gives_clamped_entropy_on_the_right_half():
     # sigma_max = 0.05 so that the entropy push alone reaches the clamp within 40 steps;
-    # H* = 0 is never reached, so the last snapshot is selected.
+    # H* = the entropy of the clamp itself is never reached (the left half stays below it),
+    # so the nearest snapshot is kept, and flagged as not at the target.
     cfg = SigmaConfig(grid=4, steps=40, boost_after=30, samples=6, sigma_max=0.05,
-                      target_entropy=0.0)
+                      target_entropy=math.log(0.05) + SigmaConfig().entropy_offset)
     res = estimate_sigma(LeftHalfNet(), "conv", images(2), cfg, seed=0)
     assert res.usable.all()
     right = res.entropy[:, :, 2:]
@@ -213,6 +215,7 @@ def test_left_half_model_gives_clamped_entropy_on_the_right_half():
     # Nothing on the right reaches the feature: sigma is pushed to the sigma_max clamp.
     torch.testing.assert_close(right, torch.full_like(right, at_clamp))
     assert (left < at_clamp - 0.5).all()
+    assert not res.target_reached.any()
 
 
 def test_model_ignoring_the_input_is_not_usable():
@@ -297,7 +300,7 @@ def test_bad_inputs_give_clear_errors():
 
 
 def test_config_from_mapping_reads_the_quantify_section():
-    section = {"grid": 16, "steps": 80, "boost_after": 60, "samples": 96, "lr": "1.0e-4",
+    section = {"grid": 16, "steps": 80, "boost_after": 60, "samples": 96, "lr": 1.0e-4,
                "lam": 7, "boost_factor": 1.5, "target_entropy": -2.8, "sigma_init": 0.01,
                "sigma_min": 1.0e-3, "sigma_max": 1.0, "candidates": 24, "max_batch": 1536,
                "precision": "fp32"}
@@ -306,6 +309,25 @@ def test_config_from_mapping_reads_the_quantify_section():
     assert isinstance(cfg.lam, float) and cfg.lr == 1e-4
     with pytest.raises(ValueError, match="unknown"):
         SigmaConfig.from_mapping({"gird": 16})
+    # Text is not a number, here as in the pipeline's schema (YAML reads 1e-4 as text).
+    with pytest.raises(ValueError, match="lr = '1e-4'"):
+        SigmaConfig.from_mapping({"lr": "1e-4"})
+
+
+@pytest.mark.parametrize("bad, words", [
+    ({"lam": -1.0}, "lam = -1.0"),
+    ({"boost_factor": 0.5}, "boost_factor = 0.5"),
+    ({"steps": 1}, "steps = 1"),
+    ({"sigma_init": 2.0}, "sigma_init (2.0) must lie in"),
+    ({"target_entropy": 3.0}, "target_entropy (3.0) cannot be reached"),
+    ({"lr": float("inf")}, "lr = inf"),
+    ({"grid": True}, "grid = True"),
+    ({"stop": "early"}, "stop = 'early'"),
+])
+def test_sigma_config_refuses_what_the_pipeline_refuses(bad, words):
+    with pytest.raises(ValueError, match=re.escape(words)):
+        SigmaConfig(**bad)
+    assert any(words in p for p in SigmaConfig.problems(bad))
 
 
 class SkipNet(nn.Module):
@@ -339,3 +361,48 @@ def test_truncated_model_keeps_the_function():
     x_ref = x.detach().requires_grad_(True)
     (grad_ref,) = torch.autograd.grad(model(x_ref).pow(2).sum(), x_ref)
     torch.testing.assert_close(grad, grad_ref, rtol=1e-4, atol=1e-6)
+
+
+# --- work: the sigma_f-only estimate and the settled early stop --------------------------------
+
+
+def test_sigma_f_alone_equals_the_full_runs_sigma_f():
+    from kdconcepts.quantify import estimate_sigma_f
+    model, x = TinyNet(), images(3, seed=4)
+    full = estimate_sigma(model, "features.3", x, CFG, seed=5, image_keys=["a", "b", "c"])
+    sigma_f, usable = estimate_sigma_f(model, "features.3", x[[2, 0]], CFG, seed=5, image_keys=["c", "a"])
+    assert torch.equal(sigma_f, full.sigma_f[[2, 0]]) and usable.all()
+    sigma_f, usable = estimate_sigma_f(ConstantNet(), "conv", x, CFG, seed=5)
+    assert not usable.any()
+    # The work count: K forwards for sigma_f, K forward+backward samples per update.
+    assert torch.equal(full.sample_passes, full.passes * CFG.samples + CFG.samples)
+
+
+# lr 1e-3: the trace passes H* well before the decision step, then moves away steadily.
+FAST = SigmaConfig(grid=8, steps=40, boost_after=30, samples=6, lr=1e-3, lam=7.0, target_entropy=-2.8)
+
+
+def test_settled_stop_keeps_the_selected_snapshot_and_saves_steps():
+    model, x = TinyNet(), images(4, seed=6)
+    full = estimate_sigma(model, "features.3", x, FAST, seed=3)
+    settled = estimate_sigma(model, "features.3", x, SigmaConfig(**{**FAST.__dict__, "stop": "settled"}), seed=3)
+    assert torch.equal(settled.step, full.step) and torch.equal(settled.sigma, full.sigma)
+    assert (settled.passes < full.passes).all()
+    for b in range(4):
+        # It stopped exactly when the rule first held: M recorded steps past the best by > margin.
+        last = int(settled.passes[b])  # the snapshot of step `passes` is the last recorded
+        distance = (full.trace[b, : last + 1] - FAST.target_entropy).abs()
+        best = float(distance.min())
+        assert (distance[-FAST.settle_steps:] > best + FAST.settle_margin).all()
+        assert not (distance[-FAST.settle_steps - 1:-1] > float(distance[:-1].min()) + FAST.settle_margin).all()
+        torch.testing.assert_close(settled.trace[b, : last + 1], full.trace[b, : last + 1])
+
+
+def test_settled_stop_never_cuts_short_an_image_that_has_not_reached_the_target():
+    # CFG reaches H* only after the decision step: every image is boosted, none may stop early.
+    model, x = TinyNet(), images(3)
+    full = estimate_sigma(model, "features.3", x, CFG, seed=1)
+    settled = estimate_sigma(model, "features.3", x, SigmaConfig(**{**CFG.__dict__, "stop": "settled"}), seed=1)
+    assert full.boosted.all()
+    assert (settled.passes >= CFG.boost_after).all()  # ran past the decision step
+    assert torch.equal(settled.step, full.step)

@@ -13,12 +13,13 @@ Example:
 
 from kdconcepts.quantify.concepts import background_baseline, concept_counts, downsample_mask
 from kdconcepts.quantify.config import SigmaConfig
-from kdconcepts.quantify.engine import estimate_sigma
+from kdconcepts.quantify.engine import estimate_sigma, estimate_sigma_f
 from kdconcepts.quantify.pipeline import quantify_images
 
 __all__ = [
     "SigmaConfig",
     "estimate_sigma",
+    "estimate_sigma_f",
     "concept_counts",
     "quantify_images",
     "background_baseline",

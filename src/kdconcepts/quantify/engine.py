@@ -75,6 +75,9 @@ class SigmaResult:
         boosted: [B] bool, whether lambda was multiplied by boost_factor.
         passes: [B] int64, forward+backward passes of K samples spent on the image
             (the sigma_f forward not counted).
+        target_reached: [B] bool, whether the trace reached H* (some recorded mean entropy
+            on each side of it, or on it); where False the selected map is the nearest the
+            optimisation got, not a map at H*, and must not be read as a normal map.
     """
 
     sigma: torch.Tensor
@@ -85,6 +88,15 @@ class SigmaResult:
     trace: torch.Tensor
     boosted: torch.Tensor
     passes: torch.Tensor
+    target_reached: torch.Tensor
+
+    samples: int = 0
+
+    @property
+    def sample_passes(self) -> torch.Tensor:
+        """[B] int64, the work spent per image in single-sample passes: ``passes`` x K
+        forward+backward, plus the K forwards of the sigma_f estimate."""
+        return self.passes * self.samples + self.samples
 
     @property
     def mean_entropy(self) -> torch.Tensor:
@@ -340,6 +352,45 @@ def estimate_sigma(model: nn.Module, layer: str, images: torch.Tensor,
         >>> tuple(res.sigma.shape), res.step.dtype
         ((2, 4, 4), torch.int64)
     """
+    cfg, engine, x, generators = _prepare(model, layer, images, cfg, seed, image_keys, device,
+                                          max_batch, precision, channels_last, chunk_bytes)
+    with torch.no_grad():
+        return _optimise(engine, x, cfg, generators, progress, progress_desc)
+
+
+def estimate_sigma_f(model: nn.Module, layer: str, images: torch.Tensor,
+                     cfg: SigmaConfig | None = None, seed: int = 0,
+                     image_keys: Sequence[Any] | None = None, *,
+                     device: torch.device | str | None = None, max_batch: int = 1536,
+                     precision: str = "fp32", channels_last: bool = True,
+                     chunk_bytes: int | None | str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
+    """Only the normalisation sigma_f of each image, and whether the image is usable.
+
+    Exactly the values :func:`estimate_sigma` computes first (the same first noise draw of
+    each image), at the cost of one forward of K samples per image instead of a whole
+    optimisation: enough to tell whether an image can be quantified at a checkpoint
+    (sigma_f != 0, SPEC section 2). Arguments as in :func:`estimate_sigma`.
+
+    Returns:
+        ``(sigma_f, usable)``: [B] float64 and [B] bool, on the CPU.
+    """
+    cfg, engine, x, generators = _prepare(model, layer, images, cfg, seed, image_keys, device,
+                                          max_batch, precision, channels_last, chunk_bytes)
+    with torch.no_grad():
+        clean = torch.cat([engine.features(x[i:i + engine.max_batch])
+                           for i in range(0, x.shape[0], engine.max_batch)])
+
+        def draw(b: int) -> torch.Tensor:
+            return torch.randn((cfg.samples, *x.shape[1:]), generator=generators[b],
+                               device=x.device, dtype=torch.float32)
+
+        sigma_f = _sigma_f(engine, x, clean, cfg, draw)
+    return sigma_f, torch.isfinite(sigma_f) & (sigma_f > 0)
+
+
+def _prepare(model, layer, images, cfg, seed, image_keys, device, max_batch, precision,
+             channels_last, chunk_bytes):
+    """Checks the arguments; the engine, the images on the device, one generator per image."""
     cfg = SigmaConfig() if cfg is None else cfg
     if not isinstance(cfg, SigmaConfig):
         raise TypeError(f"cfg must be a SigmaConfig, got {type(cfg).__name__}")
@@ -363,8 +414,7 @@ def estimate_sigma(model: nn.Module, layer: str, images: torch.Tensor,
         chunk_bytes = CPU_CHUNK_BYTES if device.type == "cpu" else None
     engine.fit_chunk(x, chunk_bytes, cfg.samples)
     generators = [noise_generator(seed, key, device) for key in keys]
-    with torch.no_grad():
-        return _optimise(engine, x, cfg, generators, progress, progress_desc)
+    return cfg, engine, x, generators
 
 
 def _optimise(engine: _Engine, x: torch.Tensor, cfg: SigmaConfig,
@@ -387,22 +437,7 @@ def _optimise(engine: _Engine, x: torch.Tensor, cfg: SigmaConfig,
     bar = tqdm(total=n_images * cfg.boost_after, unit="img-step", desc=progress_desc,
                disable=not progress, file=sys.stderr, dynamic_ncols=True)
 
-    # sigma_f = MSE(f(x + sigma_init * eps), f(x)) over K samples, per image.
-    sq_sum = torch.zeros(n_images, dtype=torch.float64, device=device)
-    noise: dict[int, torch.Tensor] = {}
-    for chunk in _row_chunks(range(n_images), samples, engine.max_batch):
-        rows = []
-        for b, k0, k1 in chunk:
-            if k0 == 0:
-                noise[b] = draw(b)
-            rows.append(x[b] + cfg.sigma_init * noise[b][k0:k1])
-        diff = engine.features(torch.cat(rows)) - _rows_of(clean, chunk)
-        per_row = diff.pow(2).sum(1, dtype=torch.float64)
-        sq_sum.index_add_(0, _row_owner(chunk, device), per_row)
-        for b, _, k1 in chunk:
-            if k1 == samples:
-                del noise[b]
-    sigma_f = (sq_sum / (samples * feature_size)).cpu()
+    sigma_f = _sigma_f(engine, x, clean, cfg, draw)
     usable = torch.isfinite(sigma_f) & (sigma_f > 0)
     bar.update(n_images)
     bar.total = n_images + int(usable.sum()) * (cfg.boost_after - 1)
@@ -441,6 +476,8 @@ def _optimise(engine: _Engine, x: torch.Tensor, cfg: SigmaConfig,
             exceeded = (trace[active, : t + 1] > cfg.target_entropy).any(dim=1)
             stop = torch.tensor(active)[exceeded]
             running[stop] = False
+        if cfg.stop == "settled":
+            running[_settled(trace[active, : t + 1], cfg, torch.tensor(active))] = False
         update = running.nonzero().flatten().tolist()
         if not update:
             break
@@ -463,6 +500,30 @@ def _optimise(engine: _Engine, x: torch.Tensor, cfg: SigmaConfig,
     bar.close()
 
     return _select(cfg, snapshots.cpu(), trace, usable, last_step, sigma_f, boosted, passes)
+
+
+def _sigma_f(engine: _Engine, x: torch.Tensor, clean: torch.Tensor, cfg: SigmaConfig,
+             draw) -> torch.Tensor:
+    """sigma_f = MSE(f(x + sigma_init * eps), f(x)) over K samples, per image (CPU, float64).
+
+    Uses each image's first noise draw, as the full optimisation does."""
+    n_images, samples = x.shape[0], cfg.samples
+    feature_size = clean.shape[1]
+    sq_sum = torch.zeros(n_images, dtype=torch.float64, device=x.device)
+    noise: dict[int, torch.Tensor] = {}
+    for chunk in _row_chunks(range(n_images), samples, engine.max_batch):
+        rows = []
+        for b, k0, k1 in chunk:
+            if k0 == 0:
+                noise[b] = draw(b)
+            rows.append(x[b] + cfg.sigma_init * noise[b][k0:k1])
+        diff = engine.features(torch.cat(rows)) - _rows_of(clean, chunk)
+        per_row = diff.pow(2).sum(1, dtype=torch.float64)
+        sq_sum.index_add_(0, _row_owner(chunk, x.device), per_row)
+        for b, _, k1 in chunk:
+            if k1 == samples:
+                del noise[b]
+    return (sq_sum / (samples * feature_size)).cpu()
 
 
 def _rows_of(per_image: torch.Tensor, chunk: list[tuple[int, int, int]]) -> torch.Tensor:
@@ -532,5 +593,24 @@ def _select(cfg: SigmaConfig, snapshots: torch.Tensor, trace: torch.Tensor,
     ok = step >= 0
     sigma[ok] = snapshots[ok, step[ok]]
     entropy = torch.log(sigma) + cfg.entropy_offset
+    below = (trace <= cfg.target_entropy).any(dim=1)  # NaN compares False
+    above = (trace >= cfg.target_entropy).any(dim=1)
     return SigmaResult(sigma=sigma, entropy=entropy, step=step, sigma_f=sigma_f,
-                       usable=usable, trace=trace, boosted=boosted, passes=passes)
+                       usable=usable, trace=trace, boosted=boosted, passes=passes,
+                       target_reached=usable & below & above, samples=cfg.samples)
+
+
+def _settled(trace: torch.Tensor, cfg: SigmaConfig, images: torch.Tensor) -> torch.Tensor:
+    """The images (of ``images``, whose traces so far are ``trace``) that the settled rule
+    ends now; see :class:`SigmaConfig` for the rule and why it is safe."""
+    steps = trace.shape[1]
+    if steps <= cfg.settle_steps:
+        return images[:0]
+    start = trace[:, 0]
+    side = torch.sign(trace - cfg.target_entropy)
+    passed = (side != torch.sign(start - cfg.target_entropy)[:, None]).any(dim=1)
+    distance = (trace - cfg.target_entropy).abs()
+    best = distance.min(dim=1).values
+    recent = distance[:, -cfg.settle_steps:]
+    far = (recent > best[:, None] + cfg.settle_margin).all(dim=1)
+    return images[passed & far]

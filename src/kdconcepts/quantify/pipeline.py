@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import numpy as np
@@ -12,7 +13,10 @@ from torch import nn
 from kdconcepts.quantify.config import SigmaConfig
 from kdconcepts.quantify.engine import estimate_sigma
 
-TABLE_COLUMNS = ("image_id", "usable", "sigma_f", "step", "mean_entropy", "entropy")
+TABLE_COLUMNS = ("image_id", "usable", "sigma_f", "step", "mean_entropy", "target_reached",
+                 "boosted", "passes", "sample_passes", "entropy")
+
+log = logging.getLogger("kdconcepts.quantify")
 
 
 def quantify_images(model: nn.Module, layer: str, images: torch.Tensor,
@@ -39,8 +43,11 @@ def quantify_images(model: nn.Module, layer: str, images: torch.Tensor,
     Returns:
         One row per image, columns ``image_id`` (str), ``usable`` (bool), ``sigma_f``
         (float), ``step`` (int, -1 if unusable), ``mean_entropy`` (float, mean entropy of
-        the selected map; NaN if unusable), ``entropy`` (list of G*G float32, row-major;
-        NaN if unusable).
+        the selected map; NaN if unusable), ``target_reached`` (bool: the trace reached H*;
+        False means the map is the nearest the optimisation got, and a warning is logged),
+        ``boosted`` (bool), ``passes`` (int, forward+backward passes of K samples),
+        ``sample_passes`` (int, single-sample passes: ``passes`` x K + K for sigma_f),
+        ``entropy`` (list of G*G float32, row-major; NaN if unusable).
     """
     ids = [str(i) for i in image_ids]
     if len(ids) != images.shape[0]:
@@ -49,11 +56,21 @@ def quantify_images(model: nn.Module, layer: str, images: torch.Tensor,
                             device=device, max_batch=max_batch, precision=precision,
                             progress=progress_desc is not None, progress_desc=progress_desc)
     entropy = result.entropy.flatten(1).numpy().astype(np.float32)
+    missed = [i for i, ok, reached in zip(ids, result.usable.tolist(), result.target_reached.tolist())
+              if ok and not reached]
+    if missed:
+        log.warning("%d image(s) never reached the target mean entropy H* = %s: their maps are "
+                    "the nearest the optimisation got, flagged target_reached = False: %s",
+                    len(missed), cfg.target_entropy, ", ".join(missed[:20]))
     return pd.DataFrame({
         "image_id": pd.Series(ids, dtype=object),
         "usable": result.usable.numpy().astype(bool),
         "sigma_f": result.sigma_f.numpy().astype(np.float64),
         "step": result.step.numpy().astype(np.int64),
         "mean_entropy": result.mean_entropy.numpy().astype(np.float64),
+        "target_reached": result.target_reached.numpy().astype(bool),
+        "boosted": result.boosted.numpy().astype(bool),
+        "passes": result.passes.numpy().astype(np.int64),
+        "sample_passes": result.sample_passes.numpy().astype(np.int64),
         "entropy": list(entropy),
     }, columns=list(TABLE_COLUMNS))
