@@ -5,6 +5,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
@@ -61,8 +62,7 @@ def _interrupt_after_first_epoch(repo: Path) -> dict:
     """
     from kdconcepts.runtime import BARRIER_ENV
 
-    barrier = repo / ".test_barrier"
-    barrier.mkdir()
+    barrier = Path(tempfile.mkdtemp(prefix="kdc-barrier-"))  # outside the repo: FIFOs do not copy
     for name in ("reached", "release"):
         os.mkfifo(barrier / name)
     env = workflow_env()
@@ -91,6 +91,7 @@ def _interrupt_after_first_epoch(repo: Path) -> dict:
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends to the whole group
     out, _ = proc.communicate(timeout=600)
+    shutil.rmtree(barrier, ignore_errors=True)
     role = label.split(" ")[0]
     logs = sorted((repo / "logs/train").rglob(f"{role}*.log")) if role else []
     return {"reached": label or None, "resume_saved": resume_saved, "returncode": proc.returncode,
