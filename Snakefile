@@ -1,5 +1,5 @@
-# kdconcepts: teacher, distilled student and baseline; their visual concepts over training;
-# the paper's metrics, figures and table. Run: snakemake --cores all
+# kdconcepts: teacher, students and baseline per seed; their visual concepts over training; the
+# paper's metrics pooled over seeds, figures, table and summary. Run: snakemake --cores all
 # (config/config.yaml is the embedded default; pass --configfile for another).
 
 configfile: "config/config.yaml"
@@ -16,7 +16,8 @@ include: "workflow/rules/report.smk"
 
 rule all:
     input:
-        "results/tables/metrics.csv",
-        "results/tables/table.tex",
+        expand("{tree}/tables/table.tex", tree=TREES),
+        expand("{tree}/summary.md", tree=TREES),
         REPORT_FIGURES,
+        SWEEP_OUTPUTS,
     default_target: True

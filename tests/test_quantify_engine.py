@@ -406,3 +406,15 @@ def test_settled_stop_never_cuts_short_an_image_that_has_not_reached_the_target(
     assert full.boosted.all()
     assert (settled.passes >= CFG.boost_after).all()  # ran past the decision step
     assert torch.equal(settled.step, full.step)
+
+
+def test_on_a_cpu_an_images_map_is_bit_identical_in_any_batch():
+    """Per-image chunks: the exhaustive and the effective-first schedules see the same maps."""
+    model, x, keys = TinyBNNet(), images(5, seed=8), ["a", "b", "c", "d", "e"]
+    batch = estimate_sigma(model, "features.3", x, CFG, seed=4, image_keys=keys, max_batch=64)
+    for subset in ([1], [3, 0], [4, 2, 1]):
+        part = estimate_sigma(model, "features.3", x[subset], CFG, seed=4,
+                              image_keys=[keys[i] for i in subset], max_batch=64)
+        assert torch.equal(part.sigma, batch.sigma[subset])
+        assert torch.equal(part.trace, batch.trace[subset])
+        assert torch.equal(part.sigma_f, batch.sigma_f[subset])

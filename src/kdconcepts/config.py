@@ -1,19 +1,33 @@
-"""Configuration checks with messages a user can act on.
+"""Configuration checks with messages a user can act on, all before any job runs.
 
-Snakemake's ``validate`` (jsonschema) decides whether a config is valid; this module turns its
-findings into one message per problem that names the key and what is allowed there, and adds the
-cross-key checks a schema cannot express.
+Snakemake's ``validate`` (jsonschema) decides whether a config has the right shape; this module
+turns its findings into one message per problem that names the key and what is allowed there,
+and adds every check that can be made before a job runs: the rules between keys, the layer
+names and the image size against the architecture, the teacher's init, the grid against the
+prepared image size, the DVC stages, the palette, finite numbers. A value that is refused here
+never costs a trained network or a prepared dataset (Snakemake deletes a job's old outputs
+before the job runs, so a check inside the job would come too late).
 """
 
 from __future__ import annotations
 
+import json
+import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import yaml
 
-__all__ = ["ConfigError", "config_problems", "load_schema"]
+__all__ = ["ConfigError", "config_problems", "load_schema", "dvc_stage_outputs", "dataset_image_size"]
+
+# The analysed network -> the config section of its training schedule.
+_SCHEDULES = {"distilled_student": "distilled_student", "logit_student": "logit_student",
+              "baseline": "baseline"}
+# The params.yaml key of each shipped DVC data stage, whose image_size says the prepared size.
+_STAGE_PARAMS = {"synthetic": "synthetic", "synthetic_bias": "synthetic", "prepare_cub": "prepare_cub",
+                 "prepare_voc": "prepare_voc", "prepare_ilsvrc": "prepare_ilsvrc"}
 
 
 class ConfigError(ValueError):
@@ -21,70 +35,230 @@ class ConfigError(ValueError):
 
 
 def load_schema(path: str | Path) -> dict:
-    """Load a YAML JSON-schema file."""
+    """Load a YAML JSON-schema file; its ``$id`` is set to the file, so that relative ``$ref``s
+    (the quantify section's ``sigma.schema.yaml``) resolve as Snakemake's ``validate`` does."""
+    path = Path(path).resolve()
     with open(path, encoding="utf-8") as fh:
-        return yaml.safe_load(fh)
+        schema = yaml.safe_load(fh)
+    schema["$id"] = path.as_uri()
+    return schema
+
+
+def _registry():
+    from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT202012
+
+    def retrieve(uri: str):
+        from urllib.parse import urlparse
+        from urllib.request import url2pathname
+        with open(url2pathname(urlparse(uri).path), encoding="utf-8") as fh:
+            return Resource.from_contents(yaml.safe_load(fh), default_specification=DRAFT202012)
+
+    return Registry(retrieve=retrieve)
 
 
 def _key_path(error: jsonschema.ValidationError) -> str:
     return ".".join(str(p) for p in error.absolute_path) or "<top level>"
 
 
-def _subschema(schema: dict, error: jsonschema.ValidationError) -> dict:
-    """The schema node an error was raised against, with $ref resolved (local refs only)."""
-    node = error.schema
-    while isinstance(node, dict) and "$ref" in node and "properties" not in node:
-        node = schema
-        for part in error.schema["$ref"].lstrip("#/").split("/"):
-            node = node[part]
-    return node if isinstance(node, dict) else {}
-
-
-def _describe(schema: dict, error: jsonschema.ValidationError) -> str:
+def _describe(error: jsonschema.ValidationError) -> str:
     where = _key_path(error)
-    node = _subschema(schema, error)
-    if error.validator == "additionalProperties":
-        allowed = sorted(node.get("properties", {}))
-        extra = sorted(set(error.instance) - set(allowed))
-        prefix = "" if where == "<top level>" else where + "."
+    prefix = "" if where == "<top level>" else where + "."
+    if error.validator in ("additionalProperties", "unevaluatedProperties"):
+        node = error.schema
+        allowed = set(node.get("properties", {}))
+        if "$ref" in node:  # the quantify section: the method's keys come from its own schema
+            from kdconcepts.quantify.config import sigma_schema
+            allowed |= set(sigma_schema()["properties"])
+        extra = sorted(set(error.instance) - allowed)
         return (f"unknown key(s) {', '.join(prefix + k for k in extra)}; "
-                f"allowed at {where}: {', '.join(allowed)}")
+                f"allowed at {where}: {', '.join(sorted(allowed))}")
     if error.validator == "enum":
         return f"{where} = {error.instance!r} is not allowed; choose one of {error.validator_value}"
     if error.validator == "type":
-        return f"{where} = {error.instance!r} has the wrong type; expected {error.validator_value}"
+        hint = ""
+        if isinstance(error.instance, str):
+            try:
+                float(error.instance)
+                hint = " (YAML reads 1e-4 as text: write 1.0e-4)"
+            except ValueError:
+                pass
+        return f"{where} = {error.instance!r} has the wrong type; expected {error.validator_value}{hint}"
     if error.validator == "required":
         return f"missing key at {where}: {error.message}"
+    if error.validator == "oneOf":
+        return f"{where} = {error.instance!r}: {error.schema.get('description', error.message)}"
     return f"{where}: {error.message}"
 
 
-def config_problems(config: dict[str, Any], schema: dict) -> list[str]:
+def _non_finite(node: Any, where: str = "") -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _non_finite(value, f"{where}.{key}" if where else str(key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _non_finite(value, f"{where}[{i}]")
+    elif isinstance(node, float) and not math.isfinite(node):
+        yield f"{where} = {node!r} is not a finite number"
+
+
+def dvc_stage_outputs(dvc_yaml: str | Path) -> dict[str, list[str]]:
+    """Stage name -> its ``outs`` paths, from ``dvc.yaml``; matrix stages are expanded to their
+    items (``name@value``) with ``${item.<key>}`` filled in."""
+    document = yaml.safe_load(Path(dvc_yaml).read_text(encoding="utf-8")) or {}
+    stages = {}
+    for name, stage in (document.get("stages") or {}).items():
+        outs = [o if isinstance(o, str) else next(iter(o)) for o in stage.get("outs", [])]
+        matrix = stage.get("matrix")
+        if not matrix:
+            stages[name] = outs
+            continue
+        if len(matrix) != 1:  # DVC names items of several keys a-b; ours have one key
+            raise ValueError(f"{dvc_yaml}: stage {name}: only one matrix key is supported here")
+        (key, values), = matrix.items()
+        for value in values:
+            stages[f"{name}@{value}"] = [o.replace(f"${{item.{key}}}", str(value)) for o in outs]
+    return stages
+
+
+def dataset_image_size(root: str | Path, stage: str, params_yaml: str | Path) -> int | None:
+    """The prepared image side of a dataset: ``meta.json`` if the data exists, else the stage's
+    ``image_size`` in ``params.yaml``; None if neither says."""
+    meta = Path(root) / "meta.json"
+    if meta.is_file():
+        try:
+            return int(json.loads(meta.read_text(encoding="utf-8"))["image_size"])
+        except (ValueError, KeyError, TypeError):
+            return None  # a broken meta.json is reported by the reader, naming the file
+    key = _STAGE_PARAMS.get(stage.split("@")[0])
+    if key is None or not Path(params_yaml).is_file():
+        return None
+    section = (yaml.safe_load(Path(params_yaml).read_text(encoding="utf-8")) or {}).get(key) or {}
+    size = section.get("image_size")
+    return int(size) if isinstance(size, int) else None
+
+
+def _under(path: str, outs: list[str]) -> bool:
+    path = Path(path).as_posix().rstrip("/")
+    return any(path == o.rstrip("/") or path.startswith(o.rstrip("/") + "/") for o in outs)
+
+
+def config_problems(config: dict[str, Any], schema: dict, *, workdir: str | Path = ".",
+                    deep: bool = True) -> list[str]:
     """Every problem of ``config`` against ``schema`` and the cross-key rules, as sentences.
+
+    Args:
+        config: the merged config.
+        schema: from :func:`load_schema`.
+        workdir: the workflow folder (``dvc.yaml``, ``params.yaml``, the datasets).
+        deep: also the checks that build the architecture (layer names, input size); a
+            cluster job re-reading the Snakefile skips them, the submitting run made them.
 
     Returns an empty list for a valid config.
     """
     validator_cls = jsonschema.validators.validator_for(schema)
-    validator = validator_cls(schema)
-    problems = [_describe(schema, e) for e in
+    validator = validator_cls(schema, registry=_registry())
+    problems = [_describe(e) for e in
                 sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))]
+    problems += list(_non_finite(config))
     if problems:
         return problems
+    from kdconcepts.quantify.config import SigmaConfig
+
+    workdir = Path(workdir)
+    q, m = config["quantify"], config["metrics"]
+    problems += SigmaConfig.problems(q, prefix="quantify.")
+
+    networks = config["networks"]
+    if "baseline" not in networks or len(networks) < 2:
+        problems.append(f"networks = {networks} must list the baseline and at least one student")
     epochs = config["checkpoints"]
     if list(epochs) != sorted(epochs):
         problems.append(f"checkpoints must be ascending, got {epochs}")
-    for regime in ("distilled_student", "baseline"):
-        if epochs[-1] != config[regime]["epochs"]:
+    for network in networks:
+        section = _SCHEDULES[network]
+        if epochs[-1] != config[section]["epochs"]:
             problems.append(
-                f"checkpoints end at epoch {epochs[-1]} but {regime}.epochs = "
-                f"{config[regime]['epochs']}; the last checkpoint must be the final epoch")
-    q = config["quantify"]
-    if q["boost_after"] >= q["steps"]:
-        problems.append(f"quantify.boost_after ({q['boost_after']}) must be < quantify.steps ({q['steps']})")
-    if q["sigma_min"] > q["sigma_max"]:
-        problems.append("quantify.sigma_min must not exceed quantify.sigma_max")
-    if config["metrics"]["effective"] > q["candidates"]:
-        problems.append(f"metrics.effective ({config['metrics']['effective']}) cannot exceed "
+                f"checkpoints end at epoch {epochs[-1]} but {section}.epochs = "
+                f"{config[section]['epochs']}; the last checkpoint must be the final epoch")
+    if m["effective"] > q["candidates"]:
+        problems.append(f"metrics.effective ({m['effective']}) cannot exceed "
                         f"quantify.candidates ({q['candidates']})")
-    if config["teacher"]["init"] == "pretrain" and not config["dataset"]["pretrain_root"]:
+    for key in ("lr_start", "lr_end"):
+        rates = config["distilled_student"][key]
+        if isinstance(rates, dict):
+            missing = [layer for layer in config["layers"] if layer not in rates]
+            extra = [layer for layer in rates if layer not in config["layers"]]
+            if missing:
+                problems.append(f"distilled_student.{key} gives no rate for layer(s) {missing}")
+            if extra:
+                problems.append(f"distilled_student.{key} names layer(s) {extra} that are not in layers")
+
+    teacher, arch = config["teacher"], config["architecture"]
+    dataset = config["dataset"]
+    if teacher["init"] == "pretrain" and not dataset["pretrain_root"]:
         problems.append("teacher.init = 'pretrain' needs dataset.pretrain_root")
+    if teacher["init"] == "imagenet" and arch == "small_vgg":
+        problems.append("teacher.init = 'imagenet' but architecture = 'small_vgg' has no ImageNet "
+                        "weights; use teacher.init = 'pretrain' (or 'none')")
+    if teacher["init"] != "imagenet" and teacher["weights"]:
+        problems.append(f"teacher.weights is set but teacher.init = {teacher['init']!r} does not use it")
+
+    # The DVC stages that make the data: they must exist and produce the configured folders.
+    dvc_yaml = workdir / "dvc.yaml"
+    stages = dvc_stage_outputs(dvc_yaml) if dvc_yaml.is_file() else {}
+    wanted = [("dataset.dvc_stage", dataset["dvc_stage"], [dataset["root"]] + (
+        [dataset["pretrain_root"]] if dataset["pretrain_root"] else []))]
+    sweep = config["sweep"]
+    if sweep:
+        for value in sweep["values"]:
+            wanted.append((f"sweep.dvc_stage (value {value})", f"{sweep['dvc_stage']}@{value}",
+                           [sweep["root"].format(value=value)]))
+    for key, stage, roots in wanted:
+        if stage not in stages:
+            problems.append(f"{key} = {stage!r} is not a stage of {dvc_yaml.name}; stages: "
+                            f"{', '.join(sorted(stages)) or 'none'}")
+            continue
+        for root in roots:
+            if not _under(root, stages[stage]):
+                problems.append(f"the data folder {root} is not made by DVC stage {stage!r} "
+                                f"(its outputs: {', '.join(stages[stage])})")
+
+    # The grid and the crop against the prepared image size.
+    size = dataset_image_size(workdir / dataset["root"], dataset["dvc_stage"], workdir / "params.yaml")
+    if size is not None:
+        if size % q["grid"]:
+            problems.append(f"quantify.grid = {q['grid']} does not divide the prepared image size "
+                            f"{size} px of {dataset['root']}")
+        crop = config["augment"]["crop_resize"]
+        if crop is not None and crop < size:
+            problems.append(f"augment.crop_resize = {crop} is smaller than the images ({size} px)")
+
+    try:
+        import seaborn as sns
+        sns.color_palette(config["report"]["palette"])
+    except (ValueError, KeyError):
+        problems.append(f"report.palette = {config['report']['palette']!r} is not a seaborn or "
+                        f"matplotlib palette name (e.g. colorblind, deep, viridis)")
+
+    if deep:
+        problems += _architecture_problems(arch, config["layers"], size)
+    return problems
+
+
+def _architecture_problems(arch: str, layers: list[str], size: int | None) -> list[str]:
+    """Layer names and input size against the architecture (built on the meta device: no
+    weights are allocated)."""
+    from kdconcepts.models import analysed_weight, check_input_size, resolve_layer
+    problems = []
+    for layer in layers:
+        try:
+            resolve_layer(arch, layer)
+            analysed_weight(None, arch, layer)
+        except ValueError as error:
+            problems.append(f"layers: {error}")
+    if size is not None:
+        problem = check_input_size(arch, size)
+        if problem:
+            problems.append(problem)
     return problems

@@ -1,4 +1,4 @@
-"""The paper's six metrics (SPEC sections 3 to 6), from per-image entropy maps.
+"""The paper's six metrics (SPEC sections 3 to 6), per image, per network, and pooled over seeds.
 
 Inputs are long tables with one row per (network, layer, epoch, image): the entropy map
 ``entropy`` (G*G values, row-major) of the selected sigma, ``usable`` (sigma_f != 0), as written
@@ -11,6 +11,10 @@ by the quantify stage. Notation follows Cheng et al. (CVPR 2020):
 - ``D_mean``, ``D_var``/``D_std``: mean and spread of the weight distance d(m_hat(x)) at the first
   checkpoint m_hat(x) where N_fg(x) peaks;
 - ``rho`` = E_x[|S_M(x)| / |union_j S_j(x)|], S_j(x) the concept cells at checkpoint j.
+
+Every network-level number is an aggregate of per-image values (:func:`image_metrics`), and the
+pooled verdicts (:func:`pooled_hypotheses`) resample those same per-image rows: every number
+traces back to the rows of ``images.csv``.
 
 Example:
     >>> import pandas as pd
@@ -29,16 +33,23 @@ import pandas as pd
 import torch
 
 from kdconcepts.quantify import background_baseline, concept_counts
+from kdconcepts.schedule import late_epochs
 
 __all__ = [
     "HYPOTHESES",
+    "IMAGE_COLUMNS",
+    "REPORTED",
     "compare_hypotheses",
     "count_concepts",
     "effective_images",
+    "image_metrics",
     "late_epochs",
     "network_metrics",
+    "pooled_hypotheses",
+    "seed_differences",
     "stability",
     "simultaneity",
+    "verdict",
 ]
 
 #: (metric column, better direction, hypothesis number) of SPEC section 6.
@@ -50,25 +61,29 @@ HYPOTHESES: tuple[tuple[str, str, int], ...] = (
     ("d_std", "down", 2),
     ("rho", "up", 3),
 )
+#: Reported with the hypotheses: the authors' np.var beside D_std (the same direction).
+REPORTED: tuple[tuple[str, str, int], ...] = HYPOTHESES[:5] + (("d_var", "down", 2),) + HYPOTHESES[5:]
+#: The per-image value each network metric averages (d_std, d_var: the spread of ``d``).
+_IMAGE_VALUE = {"n_fg": "n_fg", "n_bg": "n_bg", "lambda": "lambda", "d_mean": "d", "d_std": "d",
+                "d_var": "d", "rho": "rho"}
+#: Columns of :func:`image_metrics`.
+IMAGE_COLUMNS = ("image_id", "n_fg", "n_bg", "lambda", "d", "m_hat", "rho", "rho_bg", "rho_all")
 
 
 def _stack(entropy: Iterable[Sequence[float]], grid: int) -> np.ndarray:
     return np.stack([np.asarray(e, dtype=np.float64).reshape(grid, grid) for e in entropy])
 
 
-def late_epochs(epochs: Sequence[int], late_fraction: float) -> list[int]:
-    """Checkpoints in the last ``late_fraction`` of training (paper: epochs >= 40 of 150)."""
-    final = max(epochs)
-    return [e for e in epochs if e >= (1.0 - late_fraction) * final]
-
-
 def effective_images(table: pd.DataFrame, fg: dict[str, np.ndarray], grid: int,
-                     late_fraction: float, rule: str = "effective") -> pd.Series:
+                     late_fraction: float, rule: str = "effective",
+                     epochs: Sequence[int] | None = None) -> pd.Series:
     """Whether each image is effective for one network (SPEC section 5).
 
     Effective: usable (sigma_f != 0) at every checkpoint, and at every late checkpoint its mean
     background entropy is at least its mean foreground entropy. Images whose grid mask has no
-    foreground or no background cell cannot be compared and are not effective.
+    foreground or no background cell cannot be compared and are not effective. An image without
+    a row at some checkpoint of ``epochs`` (the effective-first schedule stopped quantifying it)
+    is not effective either.
 
     Args:
         table: rows of one network and layer: ``image_id``, ``epoch``, ``usable``, ``entropy``.
@@ -77,15 +92,18 @@ def effective_images(table: pd.DataFrame, fg: dict[str, np.ndarray], grid: int,
         late_fraction: fraction of training the rule looks at.
         rule: ``effective`` (the paper's) or ``usable`` (only sigma_f != 0 and a mask with both
             foreground and background cells; for smoke tests of barely trained nets).
+        epochs: the configured checkpoints (default: those in ``table``).
 
     Returns:
         bool Series indexed by image id, in first-appearance order of ``table``.
     """
-    late = set(late_epochs(sorted(table["epoch"].unique()), late_fraction))
+    epochs = sorted(table["epoch"].unique()) if epochs is None else sorted(epochs)
+    late = set(late_epochs(epochs, late_fraction))
     verdict: dict[str, bool] = {}
     for image_id, rows in table.groupby("image_id", sort=False):
         mask = fg[image_id]
-        if mask.all() or not mask.any() or not rows["usable"].all():
+        if mask.all() or not mask.any() or not rows["usable"].all() \
+                or set(rows["epoch"]) != set(epochs):
             verdict[image_id] = False
             continue
         if rule == "usable":
@@ -96,7 +114,7 @@ def effective_images(table: pd.DataFrame, fg: dict[str, np.ndarray], grid: int,
             h = np.asarray(row["entropy"], dtype=np.float64).reshape(grid, grid)
             ok &= bool(h[~mask].mean() >= h[mask].mean())
         verdict[image_id] = ok
-    return pd.Series(verdict, name="effective")
+    return pd.Series(verdict, name="effective", dtype=bool)
 
 
 def count_concepts(table: pd.DataFrame, fg: dict[str, np.ndarray], grid: int,
@@ -128,6 +146,36 @@ def count_concepts(table: pd.DataFrame, fg: dict[str, np.ndarray], grid: int,
     return pd.DataFrame(out)
 
 
+def image_metrics(counts: pd.DataFrame, weight_distance: pd.Series | None) -> pd.DataFrame:
+    """The per-image values the six metrics average, one row per image.
+
+    ``n_fg``, ``n_bg``: counts at the final checkpoint; ``lambda``: N_fg / (N_fg + N_bg) there
+    (0 without concepts); ``m_hat``: the first checkpoint with the most foreground concepts and
+    ``d`` = d(m_hat); ``rho``, ``rho_bg``, ``rho_all``: |S_M| / |union_j S_j| over foreground,
+    background and all concept cells (NaN when the union is empty). ``d`` and the rhos need
+    several checkpoints and a weight distance (NaN otherwise, e.g. for the teacher).
+    """
+    final = counts["epoch"].max()
+    several = weight_distance is not None and counts["epoch"].nunique() > 1
+    rows = []
+    for image_id, of_image in counts.sort_values("epoch", kind="stable").groupby("image_id", sort=False):
+        last = of_image[of_image["epoch"] == final].iloc[0]
+        total = last["n_fg"] + last["n_bg"]
+        row = {"image_id": image_id, "n_fg": int(last["n_fg"]), "n_bg": int(last["n_bg"]),
+               "lambda": float(last["n_fg"] / total) if total > 0 else 0.0,
+               "d": np.nan, "m_hat": np.nan, "rho": np.nan, "rho_bg": np.nan, "rho_all": np.nan}
+        if several:
+            m_hat = int(of_image.loc[of_image["n_fg"].idxmax(), "epoch"])  # idxmax: first maximum
+            row.update(m_hat=m_hat, d=float(weight_distance.loc[m_hat]))
+            for name, cols in (("rho", ("fg_cells",)), ("rho_bg", ("bg_cells",)),
+                               ("rho_all", ("fg_cells", "bg_cells"))):
+                sets = {int(r["epoch"]): set().union(*(r[c] for c in cols)) for _, r in of_image.iterrows()}
+                union = set().union(*sets.values())
+                row[name] = len(sets[final]) / len(union) if union else np.nan
+        rows.append(row)
+    return pd.DataFrame(rows, columns=list(IMAGE_COLUMNS))
+
+
 def simultaneity(counts: pd.DataFrame, weight_distance: pd.Series) -> dict[str, float]:
     """D_mean, D_var (the authors' np.var) and D_std over images.
 
@@ -135,11 +183,7 @@ def simultaneity(counts: pd.DataFrame, weight_distance: pd.Series) -> dict[str, 
         counts: output of :func:`count_concepts` over all checkpoints.
         weight_distance: d(m) indexed by epoch.
     """
-    d = []
-    for _, rows in counts.sort_values("epoch").groupby("image_id", sort=False):
-        m_hat = int(rows.loc[rows["n_fg"].idxmax(), "epoch"])  # idxmax: first maximum
-        d.append(float(weight_distance.loc[m_hat]))
-    d = np.asarray(d)
+    d = image_metrics(counts, weight_distance)["d"].to_numpy()
     return {"d_mean": float(d.mean()), "d_var": float(np.var(d)), "d_std": float(np.std(d))}
 
 
@@ -148,43 +192,36 @@ def stability(counts: pd.DataFrame) -> dict[str, float]:
 
     An image with no concept at any checkpoint has an empty union and is left out of that mean.
     """
-    final = counts["epoch"].max()
-    out = {}
-    for name, cols in (("rho", ("fg_cells",)), ("rho_bg", ("bg_cells",)),
-                       ("rho_all", ("fg_cells", "bg_cells"))):
-        ratios = []
-        for _, rows in counts.groupby("image_id", sort=False):
-            sets = {int(r["epoch"]): set().union(*(r[c] for c in cols)) for _, r in rows.iterrows()}
-            union = set().union(*sets.values())
-            if union:
-                ratios.append(len(sets[final]) / len(union))
-        out[name] = float(np.mean(ratios)) if ratios else float("nan")
-    return out
+    per_image = image_metrics(counts, pd.Series(0.0, index=sorted(counts["epoch"].unique())))
+    return {name: float(per_image[name].mean()) if per_image[name].notna().any() else float("nan")
+            for name in ("rho", "rho_bg", "rho_all")}
+
+
+def _aggregate(per_image: pd.DataFrame) -> dict[str, float]:
+    """Network metrics from :func:`image_metrics` rows."""
+    d = per_image["d"].to_numpy(dtype=float)
+    has_d = np.isfinite(d).all() and len(d) > 0
+    row = {"n_images": int(len(per_image)),
+           "n_fg": float(per_image["n_fg"].mean()), "n_bg": float(per_image["n_bg"].mean()),
+           # An image without concepts contributes 0 (SPEC section 3).
+           "lambda": float(per_image["lambda"].mean()),
+           "d_mean": float(d.mean()) if has_d else float("nan"),
+           "d_var": float(np.var(d)) if has_d else float("nan"),
+           "d_std": float(np.std(d)) if has_d else float("nan")}
+    for name in ("rho", "rho_bg", "rho_all"):
+        values = per_image[name].dropna()
+        row[name] = float(values.mean()) if len(values) and has_d else float("nan")
+    return row
 
 
 def network_metrics(counts: pd.DataFrame, weight_distance: pd.Series | None) -> dict[str, float]:
     """The six metrics of one network and layer; D and rho need several checkpoints."""
-    final = counts[counts["epoch"] == counts["epoch"].max()]
-    total = final["n_fg"] + final["n_bg"]
-    row = {
-        "n_images": int(final["image_id"].nunique()),
-        "n_fg": float(final["n_fg"].mean()),
-        "n_bg": float(final["n_bg"].mean()),
-        # An image without concepts contributes 0 (SPEC section 3).
-        "lambda": float((final["n_fg"] / total.where(total > 0)).fillna(0.0).mean()),
-    }
-    if weight_distance is not None and counts["epoch"].nunique() > 1:
-        row.update(simultaneity(counts, weight_distance))
-        row.update(stability(counts))
-    else:
-        row.update({k: float("nan") for k in
-                    ("d_mean", "d_var", "d_std", "rho", "rho_bg", "rho_all")})
-    return row
+    return _aggregate(image_metrics(counts, weight_distance))
 
 
-def compare_hypotheses(metrics: pd.DataFrame, student: str = "distilled_student",
+def compare_hypotheses(metrics: pd.DataFrame, students: Sequence[str] = ("distilled_student",),
                        baseline: str = "baseline") -> pd.DataFrame:
-    """Did each direction of SPEC section 6 hold? One row per (layer, metric).
+    """Did each direction of SPEC section 6 hold? One row per (layer, student, metric).
 
     Args:
         metrics: one row per (layer, network) with the metric columns.
@@ -192,12 +229,165 @@ def compare_hypotheses(metrics: pd.DataFrame, student: str = "distilled_student"
     rows = []
     for layer, group in metrics.groupby("layer", sort=False):
         by_net = group.set_index("network")
-        if student not in by_net.index or baseline not in by_net.index:
-            continue
-        for metric, direction, hypothesis in HYPOTHESES:
-            s, b = by_net.loc[student, metric], by_net.loc[baseline, metric]
-            held = bool(s > b) if direction == "up" else bool(s < b)
-            rows.append({"layer": layer, "hypothesis": hypothesis, "metric": metric,
-                         "direction": direction, "distilled_student": s, "baseline": b,
-                         "held": held if np.isfinite([s, b]).all() else False})
+        for student in students:
+            if student not in by_net.index or baseline not in by_net.index:
+                continue
+            for metric, direction, hypothesis in HYPOTHESES:
+                s, b = by_net.loc[student, metric], by_net.loc[baseline, metric]
+                held = bool(s > b) if direction == "up" else bool(s < b)
+                rows.append({"layer": layer, "student": student, "hypothesis": hypothesis,
+                             "metric": metric, "direction": direction, "student_value": s,
+                             "baseline_value": b,
+                             "held": held if np.isfinite([s, b]).all() else False})
+    return pd.DataFrame(rows)
+
+
+# --- pooled over seeds: hierarchical bootstrap and paired tests --------------------------------
+
+
+def verdict(low: float, high: float, direction: str) -> str:
+    """``held`` if the interval excludes 0 in the paper's direction, ``reversed`` if it excludes
+    0 against it, else ``not significant``."""
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return "not significant"
+    if (direction == "up" and low > 0) or (direction == "down" and high < 0):
+        return "held"
+    if (direction == "up" and high < 0) or (direction == "down" and low > 0):
+        return "reversed"
+    return "not significant"
+
+
+def _statistic(metric: str, values: np.ndarray) -> np.ndarray:
+    """A network's metric from per-image values along the last axis (NaNs ignored)."""
+    with np.errstate(all="ignore"):
+        if metric == "d_std":
+            return np.nanstd(values, axis=-1)
+        if metric == "d_var":
+            return np.nanvar(values, axis=-1)
+        return np.nanmean(values, axis=-1)
+
+
+def _paired_values(images: pd.DataFrame, layer: str, student: str, baseline: str,
+                   metric: str) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """seed -> (student values, baseline values), paired by image."""
+    column = _IMAGE_VALUE[metric]
+    out = {}
+    for seed, of_seed in images[images["layer"] == layer].groupby("seed", sort=True):
+        wide = of_seed.pivot(index="image_id", columns="network", values=column)
+        if student in wide and baseline in wide:
+            out[int(seed)] = (wide[student].to_numpy(float), wide[baseline].to_numpy(float))
+    return out
+
+
+def _hierarchical_bootstrap(pairs: dict[int, tuple[np.ndarray, np.ndarray]], metric: str,
+                            resamples: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The student's and the baseline's metric over resamples: seeds drawn with replacement,
+    then images within each drawn seed (the same images for both networks: paired), the
+    per-seed metric averaged over the drawn seeds."""
+    seeds = sorted(pairs)
+    drawn = rng.integers(0, len(seeds), size=(resamples, len(seeds)))
+    student = np.empty((resamples, len(seeds)))
+    baseline = np.empty((resamples, len(seeds)))
+    for k, seed in enumerate(seeds):
+        s, b = pairs[seed]
+        where = np.nonzero(drawn == k)
+        idx = rng.integers(0, len(s), size=(len(where[0]), len(s)))
+        student[where] = _statistic(metric, s[idx])
+        baseline[where] = _statistic(metric, b[idx])
+    with np.errstate(all="ignore"):
+        return np.nanmean(student, axis=1), np.nanmean(baseline, axis=1)
+
+
+def _interval(values: np.ndarray, tail: float) -> tuple[float, float]:
+    if not np.isfinite(values).any():
+        return float("nan"), float("nan")
+    low, high = np.nanquantile(values, [tail, 1.0 - tail])
+    return float(low), float(high)
+
+
+def pooled_hypotheses(images: pd.DataFrame, students: Sequence[str], baseline: str = "baseline", *,
+                      resamples: int = 10000, confidence: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """The verdict on every hypothesis, pooled over seeds, one row per (layer, student, metric).
+
+    Args:
+        images: per-image rows of every seed (columns ``seed``, ``layer``, ``network`` and
+            :data:`IMAGE_COLUMNS`), as in ``results/tables/images.csv``.
+        students: the analysed students, each compared with ``baseline``.
+        resamples, confidence: of the hierarchical bootstrap.
+        seed: of the bootstrap's random generator.
+
+    Returns:
+        Columns ``layer, student, hypothesis, metric, direction, student_value, student_ci_low,
+        student_ci_high, baseline_value, baseline_ci_low, baseline_ci_high, difference, ci_low,
+        ci_high, wilcoxon_p, n_pairs, n_seeds, verdict``. Values are means over seeds of the
+        per-seed network metric; the intervals are percentile intervals of the hierarchical
+        bootstrap (seeds, then images within a seed), ``ci_*`` that of the difference;
+        ``wilcoxon_p`` is the two-sided Wilcoxon signed-rank test on the per-image pairs of all
+        seeds (empty for D_std and D_var, spreads over images, whose intervals come from the
+        bootstrap alone). Rows: the six metrics of :data:`HYPOTHESES` and ``d_var`` (the
+        authors' variance beside D_std).
+    """
+    from scipy import stats
+
+    rng = np.random.default_rng(seed)
+    tail = (1.0 - confidence) / 2.0
+    rows = []
+    for layer in dict.fromkeys(images["layer"]):
+        for student in students:
+            for metric, direction, hypothesis in REPORTED:
+                pairs = _paired_values(images, layer, student, baseline, metric)
+                if not pairs:
+                    continue
+                with np.errstate(all="ignore"):
+                    student_value = float(np.nanmean([_statistic(metric, s) for s, _ in pairs.values()]))
+                    baseline_value = float(np.nanmean([_statistic(metric, b) for _, b in pairs.values()]))
+                boot_student, boot_baseline = _hierarchical_bootstrap(pairs, metric, resamples, rng)
+                low, high = _interval(boot_student - boot_baseline, tail)
+                p_value, n_pairs = np.nan, 0
+                if metric not in ("d_std", "d_var"):
+                    s = np.concatenate([p[0] for p in pairs.values()])
+                    b = np.concatenate([p[1] for p in pairs.values()])
+                    keep = np.isfinite(s) & np.isfinite(b)
+                    n_pairs = int(keep.sum())
+                    if n_pairs and np.any(s[keep] != b[keep]):
+                        p_value = float(stats.wilcoxon(s[keep], b[keep]).pvalue)
+                    elif n_pairs:
+                        p_value = 1.0
+                student_ci = _interval(boot_student, tail)
+                baseline_ci = _interval(boot_baseline, tail)
+                rows.append({"layer": layer, "student": student, "hypothesis": hypothesis,
+                             "metric": metric, "direction": direction,
+                             "student_value": student_value, "student_ci_low": student_ci[0],
+                             "student_ci_high": student_ci[1], "baseline_value": baseline_value,
+                             "baseline_ci_low": baseline_ci[0], "baseline_ci_high": baseline_ci[1],
+                             "difference": student_value - baseline_value,
+                             "ci_low": low, "ci_high": high, "wilcoxon_p": p_value,
+                             "n_pairs": n_pairs, "n_seeds": len(pairs),
+                             "verdict": verdict(low, high, direction)})
+    return pd.DataFrame(rows)
+
+
+def seed_differences(images: pd.DataFrame, students: Sequence[str], baseline: str = "baseline", *,
+                     resamples: int = 10000, confidence: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """Each seed's student-minus-baseline difference with its own bootstrap interval (images
+    resampled in pairs, ``scipy.stats.bootstrap``), for the per-seed points of the figure."""
+    from scipy import stats
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for layer in dict.fromkeys(images["layer"]):
+        for student in students:
+            for metric, direction, _ in REPORTED:
+                for seed_value, (s, b) in _paired_values(images, layer, student, baseline, metric).items():
+                    difference = float(_statistic(metric, s) - _statistic(metric, b))
+                    low = high = np.nan
+                    if len(s) > 1 and np.isfinite(difference):
+                        result = stats.bootstrap(
+                            (s, b), lambda x, y, axis=-1: _statistic(metric, x) - _statistic(metric, y),
+                            paired=True, vectorized=True, n_resamples=resamples,
+                            confidence_level=confidence, method="percentile", random_state=rng)
+                        low, high = result.confidence_interval
+                    rows.append({"layer": layer, "student": student, "metric": metric,
+                                 "direction": direction, "seed": seed_value, "difference": difference,
+                                 "ci_low": float(low), "ci_high": float(high)})
     return pd.DataFrame(rows)

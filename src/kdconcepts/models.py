@@ -47,6 +47,7 @@ __all__ = [
     "imagenet_weights_path",
     "load_imagenet_weights",
     "init_student_weights",
+    "check_input_size",
 ]
 
 log = logging.getLogger(__name__)
@@ -189,9 +190,33 @@ def build_model(arch: str, num_classes: int, image_size: int = 224) -> nn.Module
     return _no_inplace(model)
 
 
+def _meta_model(arch: str, image_size: int | None = None) -> nn.Module:
+    """The architecture on the meta device: structure and shapes, no memory, no init cost."""
+    with torch.device("meta"):
+        return build_model(arch, num_classes=2,
+                           image_size=image_size or (32 if arch == "small_vgg" else 224))
+
+
+def check_input_size(arch: str, image_size: int) -> str | None:
+    """None if ``arch`` runs on S x S images, else a sentence saying what it needs."""
+    _check_arch(arch)
+    if image_size < 8:
+        return f"images of {image_size} px are too small for {arch} (at least 8 px)"
+    try:
+        with torch.no_grad():
+            _meta_model(arch, image_size).eval()(torch.empty(1, 3, image_size, image_size, device="meta"))
+    except RuntimeError as error:
+        smallest = next((s for s in (16, 32, 64, 96, 128, 160, 192, 224) if s > image_size and
+                         check_input_size(arch, s) is None), None)
+        need = f"at least {smallest} px" if smallest else "larger images"
+        return (f"architecture = {arch!r} cannot run on the prepared {image_size} px images "
+                f"({str(error).splitlines()[0]}); it needs {need}")
+    return None
+
+
 @functools.lru_cache(maxsize=None)
 def _node_names(arch: str) -> tuple[str, ...]:
-    model = build_model(arch, num_classes=2, image_size=32 if arch == "small_vgg" else 224)
+    model = _meta_model(arch)
     train_nodes, eval_nodes = get_graph_node_names(model)
     return tuple(dict.fromkeys(train_nodes + eval_nodes))
 
@@ -199,7 +224,7 @@ def _node_names(arch: str) -> tuple[str, ...]:
 @functools.lru_cache(maxsize=None)
 def _alias_table(arch: str) -> dict[str, str]:
     """Alias -> node name, from the module structure (no hand-written index per net)."""
-    model = build_model(arch, num_classes=2, image_size=32 if arch == "small_vgg" else 224)
+    model = _meta_model(arch)
     if arch.startswith("resnet"):
         conv_block = model.extra
         conv_prefix = "extra"
@@ -243,21 +268,27 @@ def resolve_layer(arch: str, layer: str) -> str:
     )
 
 
-def analysed_weight(model: nn.Module, arch: str, layer: str) -> torch.Tensor:
+def analysed_weight(model: nn.Module | None, arch: str, layer: str) -> torch.Tensor:
     """The weight tensor w of the analysed layer, for the weight distance (SPEC section 4).
 
     For a tap on a BatchNorm output (``conv`` of the small net and ResNets) this is the weight
     of the convolution the BatchNorm normalises: w is the layer's filter bank.
 
     Args:
-        model: a network built by :func:`build_model` for ``arch``.
+        model: a network built by :func:`build_model` for ``arch``; None checks the layer on
+            a meta-device copy (the result is then a meta tensor).
         arch: its architecture name.
         layer: alias or node name (see :func:`resolve_layer`).
 
     Returns:
         The parameter tensor itself (not a copy).
+
+    Raises:
+        ValueError: the layer has no conv / linear weight (e.g. a ReLU or pooling node).
     """
     node = resolve_layer(arch, layer)
+    if model is None:
+        model = _meta_model(arch)
     modules = dict(model.named_modules())
     if node not in modules:
         raise ValueError(f"layer {layer!r} ({node}) of {arch} is not a module; it has no weight tensor")

@@ -1,167 +1,384 @@
 """Glue between stored artefacts (checkpoints, prepared data, tables) and the library.
 
 Each function here is one pipeline stage with paths in and data out; the Snakemake scripts in
-``workflow/scripts/`` only unpack ``snakemake`` objects and call them.
+``workflow/scripts/`` only unpack ``snakemake`` objects, call them and write the results.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from kdconcepts import metrics as M
+from kdconcepts import schedule as S
 from kdconcepts.quantify import downsample_mask
 
-__all__ = ["candidate_indices", "evaluate_metrics", "quantify_checkpoint"]
+__all__ = ["candidate_ids", "quantify_at", "quantify_all_candidates", "quantify_late_step",
+           "round_verdict", "evaluate_seed", "pool_seeds", "work_table", "entropy_map_panels",
+           "read_table"]
 
 log = logging.getLogger("kdconcepts")
 
-
-def candidate_indices(n_train: int, n_candidates: int, seed: int) -> np.ndarray:
-    """Seeded sample (without replacement) of candidate training images, in sampling order.
-
-    The same ``seed`` gives the same candidates for every network and checkpoint.
-    """
-    if n_candidates > n_train:
-        raise ValueError(f"quantify.candidates = {n_candidates} but the training split has only "
-                         f"{n_train} images")
-    return np.random.default_rng(seed).permutation(n_train)[:n_candidates]
+# Quantify tables: the engine's columns (kdconcepts.quantify.pipeline.TABLE_COLUMNS) after these.
+_TABLE_PREFIX = ("image_id", "epoch", "candidate_rank")
 
 
-def quantify_checkpoint(checkpoint: str | Path, data_root: str | Path, layer: str,
-                        quantify_cfg: Mapping, *, seed: int, device: str = "auto") -> pd.DataFrame:
-    """Sigma maps of the candidate images for one checkpoint (one row per image).
+def read_table(path: str | Path) -> pd.DataFrame:
+    """A parquet result, or an error that names the file and says how to rebuild it."""
+    try:
+        return pd.read_parquet(path)
+    except FileNotFoundError:
+        raise
+    except Exception as error:  # pyarrow raises several types for a torn or foreign file
+        raise ValueError(f"{path} is corrupt or not a parquet table ({type(error).__name__}: {error}). "
+                         f"Delete it; the next run rebuilds it.") from None
 
-    Every network and checkpoint sees the same candidates with the same per-image noise (keyed
-    by image id), so their maps differ only through the network.
+
+def candidate_ids(train_ids: Sequence[str], n_candidates: int, seed: int) -> list[str]:
+    """The seeded candidate image ids, in sampling order (rank = position)."""
+    return [train_ids[i] for i in S.candidate_indices(len(train_ids), n_candidates, seed)]
+
+
+def _load(checkpoint: str | Path, device: str):
+    from kdconcepts.checkpoints import load_checkpoint
+    from kdconcepts.runtime import resolve_device
+
+    dev = resolve_device(device)
+    model, info = load_checkpoint(checkpoint, map_location=dev)
+    return model.eval(), info, dev
+
+
+def quantify_at(checkpoint: str | Path, data_root: str | Path, layer: str, quantify_cfg: Mapping,
+                image_ids: Sequence[str], *, seed: int, n_candidates: int,
+                device: str = "auto") -> pd.DataFrame:
+    """Sigma maps of the given training images at one checkpoint (one row per image).
+
+    Every network and checkpoint sees the same image with the same noise (keyed by seed and
+    image id), so maps differ only through the network, whatever else is quantified with them.
+    Columns: ``image_id``, ``epoch``, ``candidate_rank`` (its place among the first
+    ``n_candidates`` candidates, -1 if not among them), then the engine's
+    (:func:`kdconcepts.quantify.quantify_images`).
     """
     import torch
 
     from kdconcepts.data import load_split
     from kdconcepts.models import resolve_layer
     from kdconcepts.quantify import SigmaConfig, quantify_images
-    from kdconcepts.runtime import resolve_device
-    from kdconcepts.checkpoints import load_checkpoint
+    from kdconcepts.quantify.pipeline import TABLE_COLUMNS
 
-    dev = resolve_device(device)
-    model, info = load_checkpoint(checkpoint, map_location=dev)
-    model.eval()
-    train = load_split(data_root, "train")
-    idx = candidate_indices(len(train.ids), int(quantify_cfg["candidates"]), seed)
-    images = train.images[torch.as_tensor(idx)]
-    node = resolve_layer(info["arch"], layer)
     cfg = SigmaConfig.from_mapping(quantify_cfg)
-    log.info("quantify %s layer %s (%s): %d images on %s", checkpoint, layer, node, len(idx), dev)
-    table = quantify_images(model, node, images, [train.ids[i] for i in idx], cfg,
-                            seed=seed, device=dev, max_batch=int(quantify_cfg["max_batch"]),
-                            precision=quantify_cfg["precision"],
+    train = load_split(data_root, "train")
+    ranks = {image_id: r for r, image_id in enumerate(candidate_ids(train.ids, n_candidates, seed))}
+    model, info, dev = _load(checkpoint, str(device))
+    epoch = int(info.get("epoch", -1))
+    image_ids = list(image_ids)
+    if not image_ids:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in _TABLE_PREFIX + TABLE_COLUMNS[1:]})
+    position = {image_id: k for k, image_id in enumerate(train.ids)}
+    images = train.images[torch.as_tensor([position[i] for i in image_ids])]
+    node = resolve_layer(info["arch"], layer)
+    log.info("quantify %s layer %s (%s): %d images on %s", checkpoint, layer, node, len(image_ids), dev)
+    table = quantify_images(model, node, images, image_ids, cfg, seed=seed, device=dev,
+                            max_batch=int(quantify_cfg["max_batch"]), precision=quantify_cfg["precision"],
                             progress_desc=f"{info.get('role', 'net')} epoch {info.get('epoch')}")
-    table.insert(1, "epoch", int(info.get("epoch", -1)))
-    table.insert(2, "candidate_rank", np.arange(len(idx)))
+    table.insert(1, "epoch", epoch)
+    table.insert(2, "candidate_rank", [ranks.get(i, -1) for i in image_ids])
     return table
 
 
-def _fg_grids(data_root, ids: list[str], grid: int) -> dict[str, np.ndarray]:
+def quantify_all_candidates(checkpoint: str | Path, data_root: str | Path, layer: str,
+                            quantify_cfg: Mapping, *, seed: int, device: str = "auto") -> pd.DataFrame:
+    """Every candidate at one checkpoint (the exhaustive schedule)."""
+    from kdconcepts.data import read_index
+
+    ids = [row.id for row in read_index(data_root) if row.split == "train"]
+    n = int(quantify_cfg["candidates"])
+    return quantify_at(checkpoint, data_root, layer, quantify_cfg, candidate_ids(ids, n, seed),
+                       seed=seed, n_candidates=n, device=device)
+
+
+def _fg_grids(data_root, ids: Sequence[str], grid: int) -> dict[str, np.ndarray]:
     from kdconcepts.data import load_split
 
+    if not ids:
+        return {}
     train = load_split(data_root, "train")
     pos = {image_id: k for k, image_id in enumerate(train.ids)}
     masks = downsample_mask(train.masks[[pos[i] for i in ids]], grid).numpy()
     return dict(zip(ids, masks))
 
 
-def evaluate_metrics(tables: Mapping[tuple[str, str, object], str | Path], data_root: str | Path,
-                     weight_distance: Mapping[tuple[str, str], str | Path],
-                     accuracy: Mapping[tuple[str, str], str | Path], *, grid: int, b: float,
-                     effective: int, late_fraction: float, selection: str = "effective",
-                     dataset: str = "",
-                     architecture: str = "") -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Effective images, concept counts and the six metrics of every network and layer.
+def _round_candidates(data_root, seed: int, ranks: range) -> list[str]:
+    """The candidate ids of a round (its ``ranks``, a slice of the seeded candidate order)."""
+    from kdconcepts.data import read_index
+
+    ids = [row.id for row in read_index(data_root) if row.split == "train"]
+    order = candidate_ids(ids, ranks.stop, seed)  # the order's start does not depend on its length
+    return [order[r] for r in ranks]
+
+
+def quantify_late_step(checkpoint: str | Path, data_root: str | Path, layer: str,
+                       quantify_cfg: Mapping, *, seed: int, ranks: range,
+                       newer: Mapping[str, str | Path], device: str = "auto") -> pd.DataFrame:
+    """One late checkpoint of one network in a round of the effective-first schedule.
+
+    Quantifies the round's candidates (``ranks``) that are still in the running: all of them
+    at the newest late checkpoint, else those that passed the effective rule at the previous
+    (newer) late step for every network (``newer``: network -> that step's table).
+    """
+    candidates = _round_candidates(data_root, seed, ranks)
+    tables = {network: read_table(path) for network, path in newer.items()}
+    fg = _fg_grids(data_root, candidates, int(quantify_cfg["grid"]))
+    alive = S.survivors(candidates, tables, fg, int(quantify_cfg["grid"]))
+    log.info("candidates %d-%d: %d of %d still in the running", ranks.start, ranks.stop - 1, len(alive),
+             len(candidates))
+    return quantify_at(checkpoint, data_root, layer, quantify_cfg, alive, seed=seed,
+                       n_candidates=ranks.stop, device=device)
+
+
+def round_verdict(oldest: Mapping[str, str | Path], early: Mapping[str, Mapping[int, str | Path]],
+                  data_root: str | Path, layer: str, quantify_cfg: Mapping, *, seed: int,
+                  ranks: range, device: str = "auto") -> pd.DataFrame:
+    """Which candidates of a round are effective for every analysed network.
 
     Args:
-        tables: quantify parquet path per (layer, network, epoch-or-"final").
-        weight_distance: weight_distance.csv path per (layer, network) for the analysed networks.
-        accuracy: metrics.json path per (layer, network), teacher included.
-        grid, b, effective, late_fraction: SPEC sections 2 to 5.
-        selection: ``effective`` (the paper's image rule) or ``usable``.
+        oldest: network -> its table at the oldest late checkpoint of this round.
+        early: network -> early epoch -> checkpoint path; the late survivors' sigma_f is
+            computed there (one forward of K samples per image, not an optimisation).
 
     Returns:
-        ``(metrics, per_image, hypotheses)``: one row per (layer, network); one row per
-        (layer, network, epoch, evaluated image) with its counts and weight distance; one row per
-        (layer, hypothesis metric) saying whether the direction held.
+        :func:`kdconcepts.schedule.verdict_table`'s columns and ``check_passes``, the
+        single-sample passes this check spent on each image.
+    """
+    from kdconcepts.models import resolve_layer
+    from kdconcepts.quantify import SigmaConfig, estimate_sigma_f
+
+    grid = int(quantify_cfg["grid"])
+    candidates = _round_candidates(data_root, seed, ranks)
+    tables = {network: read_table(path) for network, path in oldest.items()}
+    fg = _fg_grids(data_root, candidates, grid)
+    passed = S.survivors(candidates, tables, fg, grid)
+    cfg = SigmaConfig.from_mapping(quantify_cfg)
+    usable: dict[str, dict[int, set[str]]] = {}
+    if passed:
+        import torch
+
+        from kdconcepts.data import load_split
+        train = load_split(data_root, "train")
+        position = {image_id: k for k, image_id in enumerate(train.ids)}
+        images = train.images[torch.as_tensor([position[i] for i in passed])]
+        for network, by_epoch in early.items():
+            usable[network] = {}
+            for epoch, checkpoint in by_epoch.items():
+                model, info, dev = _load(checkpoint, str(device))
+                _, ok = estimate_sigma_f(model, resolve_layer(info["arch"], layer), images, cfg, seed=seed,
+                                         image_keys=passed, device=dev,
+                                         max_batch=int(quantify_cfg["max_batch"]),
+                                         precision=quantify_cfg["precision"])
+                usable[network][int(epoch)] = {i for i, good in zip(passed, ok.tolist()) if good}
+    table = S.verdict_table(candidates, list(ranks), passed, usable)
+    checks = sum(len(by_epoch) for by_epoch in early.values())
+    table["check_passes"] = np.where(table["image_id"].isin(passed), checks * cfg.samples, 0)
+    log.info("candidates %d-%d: %d of %d effective for %s", ranks.start, ranks.stop - 1,
+             int(table["effective"].sum()), len(table), ", ".join(oldest))
+    return table
+
+
+def _weight_distance(path: str | Path, layer: str) -> pd.Series:
+    table = pd.read_csv(path)
+    table = table[table["layer"] == layer]  # teacher and baseline track every layer
+    return table.set_index("epoch")["weight_distance"]
+
+
+def evaluate_seed(tables: Sequence[tuple[str, str, object, str | Path]], data_root: str | Path,
+                  weight_distance: Mapping[tuple[str, str], str | Path],
+                  accuracy: Mapping[tuple[str, str], str | Path], *, networks: Sequence[str],
+                  epochs: Sequence[int], grid: int, b: float, effective: int, late_fraction: float,
+                  selection: str = "effective", chosen: Mapping[str, str | Path] | None = None,
+                  dataset: str = "", architecture: str = "", seed: int | None = None
+                  ) -> dict[str, pd.DataFrame]:
+    """Effective images, concept counts and the six metrics of one seed, every layer.
+
+    Args:
+        tables: (layer, network, epoch or "final", parquet path) rows; a (layer, network, epoch)
+            may have several tables (one per round), which are concatenated.
+        weight_distance: weight_distance.csv per (layer, network) for the analysed networks.
+        accuracy: metrics.json per (layer, network), teacher included.
+        networks: the analysed networks (the baseline and the students).
+        epochs: the configured checkpoints.
+        grid, b, effective, late_fraction: SPEC sections 2 to 5.
+        selection: ``effective`` (the paper's image rule) or ``usable``.
+        chosen: per layer, the effective-first schedule's chosen.csv: the images derived here
+            must be exactly those (a consistency check of the two schedules' code paths).
+
+    Returns:
+        ``metrics`` (one row per layer and network), ``per_image`` (per layer, network, epoch and
+        evaluated image: counts, H_bar, weight distance), ``images`` (per layer, network and
+        evaluated image: the values the metrics average), ``hypotheses`` (did each direction
+        hold in this seed), ``selection`` (per layer: candidates examined, effective per
+        network, evaluated).
     """
     frames = []
-    for (layer, network, epoch), path in tables.items():
-        t = pd.read_parquet(path)
+    for layer, network, epoch, path in tables:
+        t = read_table(path)
         t["layer"], t["network"] = layer, network
         frames.append(t)
-    long = pd.concat(frames, ignore_index=True).sort_values(["candidate_rank", "epoch"], kind="stable")
+    long = pd.concat([f for f in frames if len(f)], ignore_index=True) \
+        .sort_values(["candidate_rank", "epoch"], kind="stable")
     fg = _fg_grids(data_root, list(dict.fromkeys(long["image_id"])), grid)
 
-    metric_rows, per_image_rows = [], []
+    metric_rows, per_image_rows, image_rows, selection_rows = [], [], [], []
     for layer, by_layer in long.groupby("layer", sort=False):
         verdicts = {net: M.effective_images(by_layer[by_layer["network"] == net], fg, grid,
-                                            late_fraction, rule=selection)
-                    for net in ("distilled_student", "baseline")}
-        both = verdicts["distilled_student"] & verdicts["baseline"]
-        chosen = list(both[both].index[:effective])
-        if len(chosen) < effective:
-            log.warning("layer %s: only %d of %d candidate images are effective for both networks "
-                        "(wanted %d); metrics use these", layer, len(chosen), len(both), effective)
-        if not chosen:
-            raise RuntimeError(f"layer {layer}: no candidate image is effective for both networks; "
-                               "raise quantify.candidates or train longer")
+                                            late_fraction, rule=selection, epochs=epochs)
+                    for net in networks}
+        examined = list(dict.fromkeys(by_layer.loc[by_layer["network"].isin(networks), "image_id"]))
+        every = pd.Series(True, index=examined)
+        for verdict in verdicts.values():
+            every &= verdict.reindex(examined, fill_value=False)
+        chosen_ids = list(every[every].index[:effective])
+        if chosen is not None and layer in chosen:
+            expected = pd.read_csv(chosen[layer])["image_id"].astype(str).tolist()
+            if expected != chosen_ids:
+                raise RuntimeError(f"layer {layer}: the tables give evaluated images {chosen_ids}, "
+                                   f"but {chosen[layer]} lists {expected}")
+        if len(chosen_ids) < effective:
+            log.warning("layer %s: only %d of %d examined candidate images are effective for every "
+                        "analysed network (wanted %d); metrics use these", layer, len(chosen_ids),
+                        len(examined), effective)
+        if not chosen_ids:
+            raise RuntimeError(f"layer {layer}: no candidate image is effective for every analysed "
+                               "network; raise quantify.candidates or train longer")
+        selection_rows.append({"seed": seed, "layer": layer, "examined": len(examined),
+                               **{f"effective_{net}": int(v.sum()) for net, v in verdicts.items()},
+                               "evaluated": len(chosen_ids)})
         for network, rows in by_layer.groupby("network", sort=False):
-            rows = rows[rows["image_id"].isin(chosen)]
+            rows = rows[rows["image_id"].isin(chosen_ids)]
             counts = M.count_concepts(rows, fg, grid, b)
             wd = None
-            if network in verdicts:
-                wd_table = pd.read_csv(weight_distance[(layer, network)])
-                wd_table = wd_table[wd_table["layer"] == layer]  # the baseline tracks every layer
-                wd = wd_table.set_index("epoch")["weight_distance"]
+            if network in networks:
+                wd = _weight_distance(weight_distance[(layer, network)], layer)
                 counts["weight_distance"] = counts["epoch"].map(wd)
+            per_image = M.image_metrics(counts, wd)
+            missed = rows.loc[~rows["target_reached"] & rows["usable"]] if "target_reached" in rows else rows[:0]
             acc = json.loads(Path(accuracy[(layer, network)]).read_text())["test_accuracy"]
-            metric_rows.append({"dataset": dataset, "architecture": architecture, "layer": layer,
-                                "network": network, **M.network_metrics(counts, wd),
-                                "test_accuracy": acc, "n_candidates": len(both),
-                                "n_effective_student": int(verdicts["distilled_student"].sum()),
-                                "n_effective_baseline": int(verdicts["baseline"].sum())})
-            counts.insert(0, "layer", layer)
-            counts.insert(1, "network", network)
+            metric_rows.append({"dataset": dataset, "architecture": architecture, "seed": seed,
+                                "layer": layer, "network": network, **M._aggregate(per_image),
+                                "test_accuracy": acc, "maps_missing_target": int(len(missed))})
+            per_image.insert(0, "seed", seed)
+            per_image.insert(1, "layer", layer)
+            per_image.insert(2, "network", network)
+            image_rows.append(per_image)
+            counts.insert(0, "seed", seed)
+            counts.insert(1, "layer", layer)
+            counts.insert(2, "network", network)
+            reached = rows.set_index(["epoch", "image_id"])["target_reached"] if "target_reached" in rows else None
+            if reached is not None:
+                counts["target_reached"] = [bool(reached.get((e, i), True)) for e, i in
+                                            zip(counts["epoch"], counts["image_id"])]
             per_image_rows.append(counts.drop(columns=["fg_cells", "bg_cells"]))
-    order = {"teacher": 0, "distilled_student": 1, "baseline": 2}
+            if len(missed):
+                log.warning("layer %s, %s: %d selected map(s) never reached the target entropy; "
+                            "they are flagged target_reached = False in per_image.csv", layer, network,
+                            len(missed))
+    for layer in dict.fromkeys(r["layer"] for r in metric_rows):
+        acc = {r["network"]: r["test_accuracy"] for r in metric_rows if r["layer"] == layer}
+        if acc.get("teacher", 1.0) <= acc.get("baseline", 0.0):
+            log.warning("PREMISE NOT MET (seed %s): the teacher's test accuracy %.4f does not beat the "
+                        "baseline's %.4f; the paper's claims cannot be tested on this run",
+                        seed, acc["teacher"], acc["baseline"])
+    order = {"teacher": 0, "distilled_student": 1, "logit_student": 2, "baseline": 3}
     metrics = pd.DataFrame(metric_rows).sort_values(
         ["layer", "network"], key=lambda s: s.map(order) if s.name == "network" else s,
         kind="stable").reset_index(drop=True)
-    per_image = pd.concat(per_image_rows, ignore_index=True)
-    return metrics, per_image, M.compare_hypotheses(metrics)
+    students = [n for n in networks if n != "baseline"]
+    hypotheses = M.compare_hypotheses(metrics, students=students)
+    hypotheses.insert(0, "seed", seed)
+    return {"metrics": metrics, "per_image": pd.concat(per_image_rows, ignore_index=True),
+            "images": pd.concat(image_rows, ignore_index=True), "hypotheses": hypotheses,
+            "selection": pd.DataFrame(selection_rows)}
 
 
-def entropy_map_panels(tables: list[str | Path], per_image: pd.DataFrame, data_root: str | Path,
-                       layer: str, *, grid: int, n_images: int, b: float) -> dict:
-    """Arguments of :func:`kdconcepts.report.plot_entropy_maps` for the first evaluated images.
+def work_table(tables: Sequence[tuple[str, str, object, str | Path]],
+               verdicts: Sequence[tuple[str, str | Path]] = (), seed: int | None = None) -> pd.DataFrame:
+    """Single-sample passes spent per (layer, network, checkpoint), from the quantify tables and
+    the rounds' sigma_f checks (network ``sigma_f check``)."""
+    rows = []
+    for layer, network, epoch, path in tables:
+        t = read_table(path)
+        rows.append({"seed": seed, "layer": layer, "network": network, "epoch": str(epoch),
+                     "maps": int(len(t)), "optimisation_steps": int(t["passes"].sum()) if len(t) else 0,
+                     "sample_passes": int(t["sample_passes"].sum()) if len(t) else 0})
+    for layer, path in verdicts:
+        v = pd.read_csv(path)
+        rows.append({"seed": seed, "layer": layer, "network": "sigma_f check", "epoch": "early",
+                     "maps": 0, "optimisation_steps": 0, "sample_passes": int(v["check_passes"].sum())})
+    work = pd.DataFrame(rows)
+    if len(work):
+        work = work.groupby(["seed", "layer", "network", "epoch"], sort=False, as_index=False).sum()
+    return work
+
+
+def pool_seeds(per_seed: Mapping[str, Sequence[str | Path]], *, students: Sequence[str],
+               resamples: int, confidence: float) -> dict[str, pd.DataFrame]:
+    """The seeds' tables side by side, and the pooled verdicts with confidence intervals.
 
     Args:
-        tables: final-checkpoint quantify parquets (teacher, student, baseline).
-        per_image: ``results/tables/per_image.csv`` (gives the evaluated images and H_bar).
+        per_seed: table name (``metrics``, ``images``, ``per_image``, ``selection``, ``work``)
+            -> the seeds' csv files.
+
+    Returns:
+        The concatenated tables (``metrics`` also gets rows ``seed = "pooled"``, the mean over
+        seeds), ``hypotheses`` (:func:`kdconcepts.metrics.pooled_hypotheses`), ``differences``
+        (per seed and pooled, for the figure) and ``premise`` (test accuracies per seed).
+    """
+    out = {name: pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
+           for name, paths in per_seed.items()}
+    metrics = out["metrics"]
+    value_columns = [c for c in metrics.columns if c not in
+                     ("dataset", "architecture", "seed", "layer", "network")]
+    pooled = metrics.groupby(["dataset", "architecture", "layer", "network"], sort=False, dropna=False,
+                             as_index=False)[value_columns].mean()
+    pooled.insert(2, "seed", "pooled")
+    out["metrics"] = pd.concat([metrics.astype({"seed": object}), pooled], ignore_index=True)
+    images = out["images"]
+    out["hypotheses"] = M.pooled_hypotheses(images, students, resamples=resamples, confidence=confidence)
+    per_seed_diff = M.seed_differences(images, students, resamples=resamples, confidence=confidence)
+    pooled_diff = out["hypotheses"][["layer", "student", "metric", "direction", "difference",
+                                     "ci_low", "ci_high"]].assign(seed="pooled")
+    out["differences"] = pd.concat([per_seed_diff.astype({"seed": object}), pooled_diff], ignore_index=True)
+    accuracy = metrics.pivot_table(index="seed", columns="network", values="test_accuracy", aggfunc="first")
+    accuracy["teacher_minus_baseline"] = accuracy["teacher"] - accuracy["baseline"]
+    out["premise"] = accuracy.reset_index()
+    return out
+
+
+def entropy_map_panels(tables: Mapping[str, Sequence[str | Path]], per_image: pd.DataFrame,
+                       data_root: str | Path, layer: str, *, grid: int, n_images: int, b: float,
+                       seed: int) -> dict:
+    """Arguments of :func:`kdconcepts.report.plot_entropy_maps` for the first evaluated images
+    of one seed.
+
+    Args:
+        tables: network -> its final-checkpoint quantify tables (teacher, students, baseline).
+        per_image: ``per_image.csv`` (gives the evaluated images and H_bar).
     """
     from kdconcepts.data import denormalize, load_split
 
-    rows = per_image[per_image["layer"] == layer]
+    rows = per_image[(per_image["layer"] == layer) & (per_image["seed"] == seed)]
     ids = list(dict.fromkeys(rows["image_id"]))[:n_images]
     train = load_split(data_root, "train")
     pos = {image_id: k for k, image_id in enumerate(train.ids)}
     sel = [pos[i] for i in ids]
     images = denormalize(train.images[sel], train.meta).permute(0, 2, 3, 1).clamp(0, 1).numpy()
     entropy, h_bar = {}, {}
-    for path in tables:
-        t = pd.read_parquet(path).set_index("image_id")
-        network = Path(path).parent.name
+    for network, paths in tables.items():
+        t = pd.concat([read_table(p) for p in paths], ignore_index=True).set_index("image_id")
         entropy[network] = np.stack([np.asarray(t.loc[i, "entropy"]).reshape(grid, grid) for i in ids])
         of_net = rows[rows["network"] == network]
         h_bar[network] = float(of_net.loc[of_net["epoch"] == of_net["epoch"].max(), "h_bar"].iloc[0])

@@ -1,6 +1,6 @@
-"""The paper's table (LaTeX, booktabs) and figures, from the metrics tables.
+"""The paper's table (LaTeX, booktabs), the figures and the summary, from the result tables.
 
-Every output names the table it was made from; numbers are never typed in by hand.
+Every output names the tables it was made from; numbers are never typed in by hand.
 """
 
 from __future__ import annotations
@@ -15,20 +15,23 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from kdconcepts.metrics import HYPOTHESES  # noqa: E402
+from kdconcepts.metrics import REPORTED  # noqa: E402
 
-__all__ = ["latex_table", "plot_concepts_vs_distance", "plot_entropy_maps"]
+__all__ = ["NETWORK_LABELS", "latex_table", "premise_sentence", "plot_concepts_vs_distance",
+           "plot_differences", "plot_entropy_maps", "plot_sweep", "summary_markdown"]
 
 NETWORK_LABELS = {"teacher": "Teacher", "distilled_student": "Distilled student",
-                  "baseline": "Baseline"}
+                  "logit_student": "Logit student", "baseline": "Baseline"}
+METRIC_LABELS = {"n_fg": "N_fg", "n_bg": "N_bg", "lambda": "lambda", "d_mean": "D_mean",
+                 "d_std": "D_std", "d_var": "D_var", "rho": "rho"}
 _HEADERS = {"n_fg": r"$N_{\mathrm{fg}}\uparrow$", "n_bg": r"$N_{\mathrm{bg}}\downarrow$",
             "lambda": r"$\lambda\uparrow$", "d_mean": r"$D_{\mathrm{mean}}\downarrow$",
             "d_var": r"$D_{\mathrm{var}}\downarrow$", "d_std": r"$D_{\mathrm{std}}\downarrow$",
-            "rho": r"$\rho\uparrow$", "test_accuracy": "Acc."}
-_FORMATS = {"n_fg": "{:.2f}", "n_bg": "{:.2f}", "lambda": "{:.3f}", "d_mean": "{:.3f}",
-            "d_var": "{:.4f}", "d_std": "{:.3f}", "rho": "{:.3f}", "test_accuracy": "{:.3f}"}
-# \surd and \times are core LaTeX: the fragment needs only booktabs.
-_HELD, _FAILED = r"$^{\surd}$", r"$^{\times}$"
+            "rho": r"$\rho\uparrow$"}
+# Decimal places; None: three significant digits (weight distances span orders of magnitude).
+_DIGITS = {"n_fg": 2, "n_bg": 2, "lambda": 3, "d_mean": None, "d_var": None, "d_std": None, "rho": 3}
+# \surd, \times and \circ are core LaTeX: the fragment needs only booktabs.
+_MARKS = {"held": r"$^{\surd}$", "reversed": r"$^{\times}$", "not significant": r"$^{\circ}$"}
 
 
 def _escape(text: str) -> str:
@@ -37,49 +40,88 @@ def _escape(text: str) -> str:
     return text
 
 
-def latex_table(metrics: pd.DataFrame, hypotheses: pd.DataFrame, *, caption: str | None = None,
-                label: str = "tab:kd-concepts") -> str:
-    """The paper's results table: a distilled-student row and a baseline row per (net, layer).
+def _number(value: float, digits: int | None) -> str:
+    if not np.isfinite(value):
+        return "--"
+    return f"{value:.{digits}f}" if digits is not None else f"{value:.3g}"
 
-    The better value of each hypothesis column is bold; the student's value carries
-    :math:`\\surd` where the paper's direction held and :math:`\\times` where it failed.
-    ``d_var`` (the authors' np.var) is shown beside ``d_std``; both follow hypothesis 2.
+
+def _with_ci(value: float, low: float, high: float, digits: int | None) -> str:
+    text = _number(value, digits)
+    if np.isfinite(low) and np.isfinite(high):
+        text += rf" {{\scriptsize[{_number(low, digits)}, {_number(high, digits)}]}}"
+    return text
+
+
+def premise_sentence(premise: pd.DataFrame, networks: Sequence[str]) -> tuple[str, bool]:
+    """The premise line: test accuracies (mean over seeds, and the smallest teacher lead), and
+    whether the teacher beat the baseline in every seed."""
+    means = ", ".join(f"{NETWORK_LABELS.get(n, n).lower()} {premise[n].mean():.3f}"
+                      for n in ["teacher", *networks] if n in premise)
+    gaps = premise["teacher_minus_baseline"]
+    held = bool((gaps > 0).all())
+    text = (f"test accuracy, mean over {len(premise)} seed(s): {means}; teacher minus baseline "
+            f"{gaps.min():+.3f} to {gaps.max():+.3f}")
+    if not held:
+        text += ". PREMISE NOT MET: the teacher does not beat the baseline in every seed"
+    return text, held
+
+
+def latex_table(hypotheses: pd.DataFrame, premise: pd.DataFrame, *, dataset: str = "",
+                architecture: str = "", confidence: float = 0.95, caption: str | None = None,
+                label: str = "tab:kd-concepts") -> str:
+    """The paper's results table, pooled over seeds, with confidence intervals.
+
+    Per layer: one row per student and one for the baseline with each metric's mean over seeds
+    and its interval, the student's cells marked by the verdict on the difference ($\\surd$
+    held, $\\times$ reversed, $\\circ$ not significant), and a row per student with the
+    difference and its interval. Rows where the paper's direction did not hold are shown like
+    the others. The premise line (test accuracies) is part of the caption.
 
     Args:
-        metrics: ``results/tables/metrics.csv`` as a frame.
-        hypotheses: ``results/tables/hypotheses.csv`` as a frame.
+        hypotheses: ``results/tables/hypotheses.csv`` (pooled) as a frame.
+        premise: ``results/tables/premise.csv`` as a frame.
     """
-    direction = {m: d for m, d, _ in HYPOTHESES} | {"d_var": "down"}
-    held = {(r.layer, r.metric): bool(r.held) for r in hypotheses.itertuples()}
-    held.update({(layer, "d_var"): held.get((layer, "d_std"), False)
-                 for layer in metrics["layer"].unique()})
+    metrics = [m for m, _, _ in REPORTED]
+    students = list(dict.fromkeys(hypotheses["student"]))
     rows = []
-    for (dataset, arch, layer), group in metrics.groupby(["dataset", "architecture", "layer"], sort=False):
-        group = group.set_index("network")
-        for net in ("distilled_student", "baseline"):
-            if net not in group.index:
-                continue
-            model = _escape(f"{arch} ({dataset}), {layer}")
-            cells = {"Model": model if net == "distilled_student" else "",
-                     "Network": NETWORK_LABELS[net]}
-            for col, fmt in _FORMATS.items():
-                value = group.loc[net, col]
-                text = fmt.format(value) if np.isfinite(value) else "--"
-                other = "baseline" if net == "distilled_student" else "distilled_student"
-                if col in direction and other in group.index and np.isfinite(value):
-                    rival = group.loc[other, col]
-                    better = value > rival if direction[col] == "up" else value < rival
-                    if better:
-                        text = rf"\textbf{{{text}}}"
-                    if net == "distilled_student":
-                        text += _HELD if held.get((layer, col), False) else _FAILED
-                cells[_HEADERS[col]] = text
+    for layer, group in hypotheses.groupby("layer", sort=False):
+        by = {(r.student, r.metric): r for r in group.itertuples()}
+        model = _escape(f"{architecture} ({dataset}), {layer}")
+        for k, student in enumerate(students):
+            cells = {"Model": model if k == 0 else "", "Network": NETWORK_LABELS.get(student, student)}
+            for metric in metrics:
+                r = by.get((student, metric))
+                cells[_HEADERS[metric]] = "--" if r is None else (
+                    _with_ci(r.student_value, r.student_ci_low, r.student_ci_high, _DIGITS[metric])
+                    + _MARKS[r.verdict])
+            cells["Acc."] = _number(premise[student].mean(), 3) if student in premise else "--"
             rows.append(cells)
+            diff = {"Model": "", "Network": r"\quad $\Delta$ vs baseline"}
+            for metric in metrics:
+                r = by.get((student, metric))
+                diff[_HEADERS[metric]] = "--" if r is None else _with_ci(
+                    r.difference, r.ci_low, r.ci_high, _DIGITS[metric])
+            diff["Acc."] = ""
+            rows.append(diff)
+        base = {"Model": "", "Network": NETWORK_LABELS["baseline"]}
+        first = students[0]
+        for metric in metrics:
+            r = by.get((first, metric))
+            base[_HEADERS[metric]] = "--" if r is None else _with_ci(
+                r.baseline_value, r.baseline_ci_low, r.baseline_ci_high, _DIGITS[metric])
+        base["Acc."] = _number(premise["baseline"].mean(), 3) if "baseline" in premise else "--"
+        rows.append(base)
     frame = pd.DataFrame(rows)
+    sentence, _ = premise_sentence(premise, students + ["baseline"])
+    level = f"{100 * confidence:g}"
     caption = caption or (
-        r"Visual concepts of the distilled student and the baseline (final checkpoint). "
-        r"Arrows give the paper's expected direction; bold marks the better value; "
-        r"$\surd$/$\times$: the direction held/failed. Made from results/tables/metrics.csv.")
+        rf"Visual concepts of the students and the baseline (final checkpoint), means over "
+        rf"{int(hypotheses['n_seeds'].max())} seed(s) with {level}\% hierarchical-bootstrap "
+        rf"intervals (seeds, then images). Arrows: the paper's direction; on a student, "
+        rf"$\surd$ = the interval of the difference excludes 0 in that direction, $\times$ = it "
+        rf"excludes 0 against it, $\circ$ = not significant. Premise: {_escape(sentence)}. "
+        rf"Made from results/tables/hypotheses.csv and premise.csv.")
     styler = frame.style.hide(axis="index")
     return styler.to_latex(hrules=True, column_format="ll" + "r" * (frame.shape[1] - 2),
                            caption=caption, label=label, position="t", position_float="centering")
@@ -87,22 +129,96 @@ def latex_table(metrics: pd.DataFrame, hypotheses: pd.DataFrame, *, caption: str
 
 def plot_concepts_vs_distance(per_image: pd.DataFrame, layer: str, *, palette: str = "colorblind",
                               ax_size: float = 3.2):
-    """N_fg and N_bg (mean over evaluated images, 95% CI) against the weight distance.
+    """N_fg and N_bg (mean over evaluated images, 95% CI) against the weight distance, one line
+    per network and seed.
 
     The paper's Fig. 5: a distilled student should gain foreground concepts early in training
     (small weight distance) and gain fewer background ones.
     """
     data = per_image[(per_image["layer"] == layer) & per_image["weight_distance"].notna()].copy()
-    data["network"] = data["network"].map(NETWORK_LABELS)
-    fig, axes = plt.subplots(1, 2, figsize=(2 * ax_size + 1, ax_size), sharex=True)
+    data["network"] = data["network"].map(lambda n: NETWORK_LABELS.get(n, n))
+    if "seed" not in data:
+        data["seed"] = 0
+    data["seed"] = data["seed"].astype(str)
+    fig, axes = plt.subplots(1, 2, figsize=(2 * ax_size + 1.5, ax_size), sharex=True)
     for ax, col, title in ((axes[0], "n_fg", r"$N_{\mathrm{fg}}$ (foreground concepts)"),
                            (axes[1], "n_bg", r"$N_{\mathrm{bg}}$ (background concepts)")):
-        sns.lineplot(data=data, x="weight_distance", y=col, hue="network", style="network",
+        sns.lineplot(data=data, x="weight_distance", y=col, hue="network", style="seed",
                      markers=True, dashes=False, errorbar=("ci", 95), palette=palette, ax=ax,
                      estimator="mean", seed=0)
         ax.set(xlabel="weight distance d(m)", ylabel=col.replace("n_", "N_"), title=title)
     axes[1].get_legend().remove()
+    sns.move_legend(axes[0], "upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7, title_fontsize=7)
     fig.suptitle(f"Concepts over training, layer {layer}")
+    fig.tight_layout()
+    return fig
+
+
+def plot_differences(differences: pd.DataFrame, layer: str, *, palette: str = "colorblind",
+                     confidence: float = 0.95, ax_size: float = 2.4):
+    """For each metric, the student-minus-baseline difference with its interval, per seed and
+    pooled (the pooled interval from the hierarchical bootstrap). The paper's direction is
+    shaded: a pooled interval inside the shade is a held hypothesis."""
+    data = differences[differences["layer"] == layer].copy()
+    data["seed"] = data["seed"].astype(str)
+    metrics = [m for m, _, _ in REPORTED if m in set(data["metric"])]
+    students = list(dict.fromkeys(data["student"]))
+    colours = dict(zip(students, sns.color_palette(palette, len(students))))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(ax_size * len(metrics), ax_size + 0.6), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        of_metric = data[data["metric"] == metric]
+        seeds = [s for s in dict.fromkeys(of_metric["seed"]) if s != "pooled"] + ["pooled"]
+        for j, student in enumerate(students):
+            rows = of_metric[of_metric["student"] == student].set_index("seed").reindex(seeds)
+            x = np.arange(len(seeds)) + (j - (len(students) - 1) / 2) * 0.2
+            err = np.vstack([rows["difference"] - rows["ci_low"], rows["ci_high"] - rows["difference"]])
+            ax.errorbar(x, rows["difference"], yerr=np.nan_to_num(err), fmt="o", color=colours[student],
+                        label=NETWORK_LABELS.get(student, student), capsize=2, markersize=4)
+            ax.plot(x[-1:], rows["difference"].to_numpy()[-1:], "D", color=colours[student], markersize=7)
+        direction = of_metric["direction"].iloc[0]
+        ax.axhline(0.0, color="black", linewidth=0.8)
+        ylim = ax.get_ylim()
+        ax.axhspan(0, ylim[1] if direction == "up" else ylim[0], color="green", alpha=0.08, linewidth=0)
+        ax.set_ylim(ylim)
+        ax.set_xticks(np.arange(len(seeds)), [f"seed {s}" if s != "pooled" else "pooled" for s in seeds],
+                      rotation=45, fontsize=7)
+        ax.set_title(f"{METRIC_LABELS[metric]} ({'up' if direction == 'up' else 'down'})", fontsize=9)
+    axes[0, 0].set_ylabel("student - baseline")
+    axes[0, -1].legend(fontsize=7, loc="best")
+    fig.suptitle(f"Differences with {100 * confidence:g}% intervals, layer {layer} "
+                 f"(shade: the paper's direction)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_sweep(sweep: pd.DataFrame, parameter: str, *, palette: str = "colorblind",
+               confidence: float = 0.95, ax_size: float = 2.4):
+    """Each metric's pooled student-minus-baseline difference, with its interval, against the
+    swept parameter (one panel per metric, one line per student and layer)."""
+    metrics = [m for m, _, _ in REPORTED if m in set(sweep["metric"])]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(ax_size * len(metrics), ax_size + 0.6), squeeze=False)
+    groups = list(dict.fromkeys(zip(sweep["student"], sweep["layer"])))
+    colours = dict(zip(groups, sns.color_palette(palette, len(groups))))
+    for ax, metric in zip(axes[0], metrics):
+        of_metric = sweep[sweep["metric"] == metric]
+        for student, layer in groups:
+            rows = of_metric[(of_metric["student"] == student) & (of_metric["layer"] == layer)] \
+                .sort_values("value")
+            err = np.vstack([rows["difference"] - rows["ci_low"], rows["ci_high"] - rows["difference"]])
+            ax.errorbar(rows["value"], rows["difference"], yerr=np.nan_to_num(err), fmt="o-",
+                        color=colours[(student, layer)], capsize=2, markersize=4,
+                        label=f"{NETWORK_LABELS.get(student, student)}, {layer}")
+        ax.axhline(0.0, color="black", linewidth=0.8)
+        direction = of_metric["direction"].iloc[0]
+        ylim = ax.get_ylim()
+        ax.axhspan(0, ylim[1] if direction == "up" else ylim[0], color="green", alpha=0.08, linewidth=0)
+        ax.set_ylim(ylim)
+        ax.set_xlabel(parameter.replace("_", " "))
+        ax.set_title(f"{METRIC_LABELS[metric]} ({direction})", fontsize=9)
+    axes[0, 0].set_ylabel("student - baseline")
+    axes[0, -1].legend(fontsize=7, loc="best")
+    fig.suptitle(f"Student minus baseline against {parameter.replace('_', ' ')}, "
+                 f"{100 * confidence:g}% intervals (shade: the paper's direction)", fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -148,3 +264,81 @@ def plot_entropy_maps(images: np.ndarray, entropy: Mapping[str, np.ndarray],
         ax.set_yticks([])
     fig.colorbar(im, ax=axes[:, 1:].ravel().tolist(), shrink=0.8, label="entropy $H_i$")
     return fig
+
+
+def _markdown_table(frame: pd.DataFrame) -> str:
+    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def summary_markdown(*, command: str, tree: str, hypotheses: pd.DataFrame, premise: pd.DataFrame,
+                     selection: pd.DataFrame, work: pd.DataFrame, times: pd.DataFrame,
+                     confidence: float, config_name: str) -> str:
+    """``results/summary.md``: the premise line, the verdicts, and the time and passes spent.
+
+    Args:
+        command: the command that made it (quoted in the text).
+        hypotheses, premise, selection, work: the pooled tables of the tree.
+        times: one row per job (``stage``, ``seconds``, ``cpu_seconds``), from the benchmarks.
+    """
+    students = list(dict.fromkeys(hypotheses["student"]))
+    sentence, held = premise_sentence(premise, students + ["baseline"])
+    level = f"{100 * confidence:g}%"
+    verdicts = hypotheses.assign(
+        network=hypotheses["student"].map(lambda s: NETWORK_LABELS.get(s, s)),
+        metric=hypotheses["metric"].map(METRIC_LABELS) + " (" + hypotheses["direction"] + ")",
+        student=hypotheses["student_value"].map(lambda v: f"{v:.4g}"),
+        baseline=hypotheses["baseline_value"].map(lambda v: f"{v:.4g}"),
+        difference=[f"{d:+.4g} [{lo:.4g}, {hi:.4g}]" for d, lo, hi in
+                    zip(hypotheses["difference"], hypotheses["ci_low"], hypotheses["ci_high"])],
+        p=hypotheses["wilcoxon_p"].map(lambda p: "" if not np.isfinite(p) else f"{p:.3g}"),
+    )[["layer", "network", "hypothesis", "metric", "student", "baseline", "difference", "p", "verdict"]]
+    verdicts = verdicts.rename(columns={"difference": f"difference [{level} CI]", "p": "Wilcoxon p"})
+    per_seed_acc = premise.rename(columns=lambda c: NETWORK_LABELS.get(c, c)).round(4)
+    totals = work.groupby("network", sort=False, as_index=False)[["maps", "sample_passes"]].sum()
+    totals.loc[len(totals)] = ["total", int(work["maps"].sum()), int(work["sample_passes"].sum())]
+    stage_times = times.groupby("stage", sort=False, as_index=False)[["seconds", "cpu_seconds"]].sum()
+    stage_times.loc[len(stage_times)] = ["total", times["seconds"].sum(), times["cpu_seconds"].sum()]
+    stage_times = stage_times.round(1)
+    seeds = int(hypotheses["n_seeds"].max())
+    lines = [
+        f"# Results: {tree}",
+        "",
+        f"Made by `{command}` from `{config_name}` (rule `summary`; every number below is read "
+        f"from the tables in `{tree}/tables/`, which trace back to the per-image rows of "
+        f"`{tree}/tables/images.csv`).",
+        "",
+        "## Premise",
+        "",
+        f"{'Held' if held else '**NOT MET**'}: {sentence}.",
+        "",
+        _markdown_table(per_seed_acc),
+        "",
+        "## Verdicts",
+        "",
+        f"Pooled over {seeds} seed(s): means over seeds; {level} intervals of the student-minus-"
+        f"baseline difference from a hierarchical bootstrap (seeds, then images within a seed); "
+        f"Wilcoxon signed-rank test on the per-image pairs. `held`: the interval excludes 0 in the "
+        f"paper's direction; `reversed`: it excludes 0 against it.",
+        "",
+        _markdown_table(verdicts),
+        "",
+        "## Images",
+        "",
+        _markdown_table(selection),
+        "",
+        "## Work and time",
+        "",
+        "Quantification work in single-sample passes (forward+backward of one noisy image; the "
+        "sigma_f estimates count K forwards each):",
+        "",
+        _markdown_table(totals),
+        "",
+        "Job time from Snakemake's benchmark files (`logs/benchmarks/`), summed over jobs (wall "
+        "seconds of each job, not of the run: jobs run in parallel):",
+        "",
+        _markdown_table(stage_times),
+        "",
+    ]
+    return "\n".join(lines)

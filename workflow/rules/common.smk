@@ -1,12 +1,20 @@
-"""Config validation and the names every rule file shares."""
+"""Config validation, the output trees, and the names every rule file shares.
 
-import json
+Paths: every output lives in an output tree, ``results/`` for a plain config, or
+``results/<parameter>_<value>/`` per value of a sweep (config ``sweep``); inside a tree, each seed
+has ``seed_<seed>/`` (train/, features/, quantify/, tables/), and the pooled tables, figures and
+summary sit at the tree's top. Logs and benchmarks mirror that under ``logs/``.
+"""
+
+import re
 from pathlib import Path
 
+import pandas as pd
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
 from kdconcepts.config import config_problems, load_schema
+from kdconcepts.schedule import choose, early_epochs, late_epochs, needs_another_round
 
 min_version("9.0")
 
@@ -15,7 +23,9 @@ try:
     validate(config, schema="../schemas/config.schema.yaml")
 except WorkflowError:
     pass  # described below, key by key
-_problems = config_problems(config, load_schema(_SCHEMA))
+# Cluster jobs re-read this file: the submitting run made the checks that build networks.
+_problems = config_problems(config, load_schema(_SCHEMA), workdir=workflow.basedir,
+                           deep=workflow.is_main_process)
 if _problems:
     raise WorkflowError("Invalid configuration:\n  - " + "\n  - ".join(_problems))
 
@@ -30,12 +40,45 @@ _canonical = _key_sorted(config)
 config.clear()
 config.update(_canonical)
 
-DATA_ROOT = config["dataset"]["root"]
-PRETRAIN_ROOT = config["dataset"]["pretrain_root"]
-EPOCHS = list(config["checkpoints"])
+SEEDS = [int(s) for s in config["seeds"]]
+EPOCHS = [int(e) for e in config["checkpoints"]]
 FINAL_EPOCH = EPOCHS[-1]
+LATE = late_epochs(EPOCHS, config["metrics"]["late_fraction"])
+EARLY = early_epochs(EPOCHS, config["metrics"]["late_fraction"])
 LAYERS = list(config["layers"])
-ANALYSED_NETWORKS = ["distilled_student", "baseline"]
+NETWORKS = list(config["networks"])  # the analysed ones; the teacher is quantified too
+STUDENTS = [n for n in NETWORKS if n != "baseline"]
+SCHEDULE = config["quantify"]["schedule"]
+EFFECTIVE = int(config["metrics"]["effective"])
+ROUND_SIZE = int(config["quantify"]["round_size"])
+CANDIDATES = int(config["quantify"]["candidates"])
+
+
+def _trees():
+    """Output tree -> its prepared target data and the DVC stage that makes it."""
+    dataset, sweep = config["dataset"], config["sweep"]
+    if not sweep:
+        return {"results": {"root": dataset["root"], "stage": dataset["dvc_stage"], "value": None}}
+    return {f"results/{sweep['parameter']}_{value}": {
+                "root": sweep["root"].format(value=value),
+                "stage": f"{sweep['dvc_stage']}@{value}", "value": value}
+            for value in sweep["values"]}
+
+
+TREES = _trees()
+PRETRAIN_ROOT = config["dataset"]["pretrain_root"]
+
+
+def _alternatives(values):
+    return "|".join(re.escape(str(v)) for v in values)
+
+
+wildcard_constraints:
+    tree=_alternatives(TREES),
+    seed=r"\d+",
+    layer=_alternatives(LAYERS),
+    network=_alternatives(NETWORKS),
+    round=r"\d+",
 
 
 def ckpt_name(epoch):
@@ -47,20 +90,58 @@ def data_ready(root):
     return f"{root}/index.csv"
 
 
-def train_dir(network, layer):
-    """Training folder of a network; the student has one per analysed layer."""
+def data_root(tree):
+    return TREES[tree]["root"]
+
+
+def seed_dir(tree, seed):
+    return f"{tree}/seed_{seed}"
+
+
+def train_dir(tree, seed, network, layer):
+    """Training folder of a network; the distilled student has one per analysed layer."""
     if network == "distilled_student":
-        return f"results/train/distilled_student/{layer}"
-    return f"results/train/{network}"
+        return f"{seed_dir(tree, seed)}/train/distilled_student/{layer}"
+    return f"{seed_dir(tree, seed)}/train/{network}"
 
 
-def checkpoint_path(network, layer, epoch):
-    return f"{train_dir(network, layer)}/{ckpt_name(epoch)}"
+def checkpoint_path(tree, seed, network, layer, epoch):
+    return f"{train_dir(tree, seed, network, layer)}/{ckpt_name(epoch)}"
 
 
-def compute_resources():
+def quantify_dir(tree, seed, layer):
+    return f"{seed_dir(tree, seed)}/quantify/{layer}"
+
+
+def compute_resources(threads=None):
     res = config["resources"]
     out = {"mem_mb": res["mem_mb"], "runtime": res["runtime_min"]}
     if res["gpus"]:
         out["gpu"] = res["gpus"]
     return out
+
+
+# --- the effective-first schedule's data-dependent part (kdconcepts.schedule decides) ---------
+
+
+def round_verdicts(w):
+    """Verdict files of the rounds run so far for (tree, seed, layer), in round order.
+
+    Each is the output of the checkpoint rule ``round_verdict``; asking for one that does not
+    exist yet makes Snakemake run that round, then come back here (rounds are a chain of
+    checkpoints). Stops at the first round after which no other round is needed.
+    """
+    paths, tables = [], []
+    while True:
+        path = str(checkpoints.round_verdict.get(tree=w.tree, seed=w.seed, layer=w.layer,
+                                                 round=len(paths)).output[0])
+        paths.append(path)
+        tables.append(pd.read_csv(path))
+        if not needs_another_round(tables, EFFECTIVE, ROUND_SIZE, CANDIDATES):
+            return paths
+
+
+def chosen_in_round(verdict_paths, round_index):
+    """Image ids of one round among the first E effective images (given rounds 0..round)."""
+    chosen = choose([pd.read_csv(p) for p in verdict_paths[: round_index + 1]], EFFECTIVE)
+    return chosen.loc[chosen["round"] == round_index, "image_id"].tolist()

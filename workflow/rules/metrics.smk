@@ -1,38 +1,93 @@
-# Concepts, effective images and the six metrics (SPEC sections 3 to 5).
+# Concepts, effective images and the six metrics (SPEC sections 3 to 6): per seed, then pooled
+# over the seeds with confidence intervals.
+
+from types import SimpleNamespace
 
 
-def _metric_inputs():
-    """Paths the metrics need, keyed the way kdconcepts.pipeline.evaluate_metrics takes them."""
-    tables = [[layer, net, epoch, path] for layer in LAYERS
-              for (net, epoch), path in quantify_tables(layer).items()]
-    weight_distance = [[layer, net, f"{train_dir(net, layer)}/weight_distance.csv"]
-                       for layer in LAYERS for net in ANALYSED_NETWORKS]
-    accuracy = [[layer, net, f"{train_dir(net, layer)}/metrics.json"]
-                for layer in LAYERS for net in ["teacher"] + ANALYSED_NETWORKS]
-    return {"tables": tables, "weight_distance": weight_distance, "accuracy": accuracy}
+def _seed_tables(w):
+    """[layer, network, epoch, path] of every quantify table of one seed (all layers)."""
+    rows = []
+    for layer in LAYERS:
+        at = SimpleNamespace(tree=w.tree, seed=w.seed, layer=layer)
+        rows += [[layer, network, epoch, path] for network, epoch, path in quantify_tables(at)]
+    return rows
 
 
-METRIC_INPUTS = _metric_inputs()
+def _seed_verdicts(w):
+    """[layer, verdict path] of every round of one seed (effective_first only)."""
+    if SCHEDULE != "effective_first":
+        return []
+    return [[layer, path] for layer in LAYERS
+            for path in round_verdicts(SimpleNamespace(tree=w.tree, seed=w.seed, layer=layer))]
+
+
+def _metrics_inputs(w):
+    nets = ["teacher"] + NETWORKS
+    inputs = {
+        "tables": [row[-1] for row in _seed_tables(w)],
+        "verdicts": [row[-1] for row in _seed_verdicts(w)],
+        "weight_distance": sorted({f"{train_dir(w.tree, w.seed, n, l)}/weight_distance.csv"
+                                   for l in LAYERS for n in NETWORKS}),
+        "accuracy": sorted({f"{train_dir(w.tree, w.seed, n, l)}/metrics.json" for l in LAYERS for n in nets}),
+        "data": data_ready(data_root(w.tree)),
+    }
+    if SCHEDULE == "effective_first":
+        inputs["chosen"] = [f"{quantify_dir(w.tree, w.seed, l)}/chosen.csv" for l in LAYERS]
+    return inputs
+
+
+def _metrics_paths(w):
+    nets = ["teacher"] + NETWORKS
+    return {
+        "tables": _seed_tables(w),
+        "verdicts": _seed_verdicts(w),
+        "weight_distance": [[l, n, f"{train_dir(w.tree, w.seed, n, l)}/weight_distance.csv"]
+                            for l in LAYERS for n in NETWORKS],
+        "accuracy": [[l, n, f"{train_dir(w.tree, w.seed, n, l)}/metrics.json"] for l in LAYERS for n in nets],
+        "chosen": ({l: f"{quantify_dir(w.tree, w.seed, l)}/chosen.csv" for l in LAYERS}
+                   if SCHEDULE == "effective_first" else None),
+    }
+
+
+SEED_TABLES = ("metrics", "per_image", "images", "hypotheses", "selection", "work")
 
 
 rule metrics:
     input:
-        tables=[row[-1] for row in METRIC_INPUTS["tables"]],
-        weight_distance=sorted({row[-1] for row in METRIC_INPUTS["weight_distance"]}),
-        accuracy=sorted({row[-1] for row in METRIC_INPUTS["accuracy"]}),
-        data=data_ready(DATA_ROOT),
+        unpack(_metrics_inputs),
     output:
-        metrics="results/tables/metrics.csv",
-        per_image="results/tables/per_image.csv",
-        hypotheses="results/tables/hypotheses.csv",
+        **{name: "{tree}/seed_{seed}/tables/%s.csv" % name for name in SEED_TABLES},
     params:
-        paths=METRIC_INPUTS,
+        paths=_metrics_paths,
         settings={"metrics": config["metrics"], "grid": config["quantify"]["grid"],
-                  "dataset": config["dataset"]["name"], "architecture": config["architecture"]},
-        data_root=DATA_ROOT,
+                  "dataset": config["dataset"]["name"], "architecture": config["architecture"],
+                  "networks": NETWORKS, "checkpoints": EPOCHS},
+        data_root=lambda w: data_root(w.tree),
     log:
-        "logs/metrics/metrics.log",
+        "logs/{tree}/seed_{seed}/metrics.log",
     benchmark:
-        "logs/benchmarks/metrics.tsv"
+        "logs/benchmarks/{tree}/seed_{seed}/metrics.tsv"
     script:
         "../scripts/metrics.py"
+
+
+POOLED_TABLES = ("metrics", "hypotheses", "images", "per_image", "selection", "work", "differences",
+                 "premise")
+
+
+rule pool:
+    input:
+        **{name: expand("{{tree}}/seed_{seed}/tables/%s.csv" % name, seed=SEEDS)
+           for name in ("metrics", "images", "per_image", "selection", "work")},
+    output:
+        **{name: "{tree}/tables/%s.csv" % name for name in POOLED_TABLES},
+    params:
+        students=STUDENTS,
+        resamples=config["metrics"]["resamples"],
+        confidence=config["metrics"]["confidence"],
+    log:
+        "logs/{tree}/pool.log",
+    benchmark:
+        "logs/benchmarks/{tree}/pool.tsv"
+    script:
+        "../scripts/pool.py"

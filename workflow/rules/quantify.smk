@@ -1,59 +1,233 @@
-# Information discarding (SPEC section 2): one sigma map per (network, checkpoint, image).
+# Information discarding (SPEC section 2): sigma maps of candidate images at checkpoints, on the
+# schedule of config quantify.schedule (kdconcepts.schedule explains both).
+#
+# effective_first: per (tree, seed, layer) the candidates come in rounds; in round r,
+#   quantify_late        each network's late checkpoints, newest first, survivors only;
+#   round_verdict        (a checkpoint rule) sigma_f at the early checkpoints of the survivors,
+#                        and which candidates are effective for every network;
+#   ... another round while fewer than metrics.effective are effective ...;
+#   choose_images        the first E effective images (chosen.csv);
+#   quantify_early       the chosen images of round r at the early checkpoints;
+#   quantify_teacher     the chosen images of round r at the teacher's final checkpoint.
+# exhaustive: quantify_all / quantify_all_teacher: every candidate at every checkpoint.
+
+
+# Keys that decide which candidates a job sees, or only how fast it runs, stay out of the
+# jobs' params: a round's jobs get their own span of candidate ranks instead, so that wanting
+# more candidates or images reruns only the rounds it changes.
+_NOT_IN_PARAMS = ("candidates", "schedule", "round_size", "threads")
 
 
 def _quantify_settings():
-    return {"quantify": config["quantify"], "seed": config["seed"],
-            "device": config["device"], "threads": config["threads"]}
+    return {"quantify": {k: v for k, v in config["quantify"].items() if k not in _NOT_IN_PARAMS},
+            "device": config["device"]}
 
 
-rule quantify_checkpoint:
+def _exhaustive_settings():
+    return {"quantify": config["quantify"] | {"threads": None, "round_size": None, "schedule": None},
+            "device": config["device"]}
+
+
+def _round_span(w):
+    """[first, end) candidate ranks of round ``w.round``."""
+    ranks = range(min(int(w.round) * ROUND_SIZE, CANDIDATES), min((int(w.round) + 1) * ROUND_SIZE, CANDIDATES))
+    return [ranks.start, ranks.stop]
+
+
+def _epoch_pattern(epochs):
+    return "|".join("%03d" % e for e in epochs)
+
+
+def _round_table(w, network, epoch):
+    return f"{quantify_dir(w.tree, w.seed, w.layer)}/round_{w.round}/{network}/epoch_{int(epoch):03d}.parquet"
+
+
+def _newer_late(w):
+    """The previous (newer) late step of this round, for every network: its survivors go on."""
+    newer = [e for e in LATE if e > int(w.epoch)]
+    if not newer:
+        return {}
+    return {network: _round_table(w, network, min(newer)) for network in NETWORKS}
+
+
+rule quantify_late:
     input:
-        checkpoint=lambda w: checkpoint_path(w.network, w.layer, w.epoch),
-        data=data_ready(DATA_ROOT),
+        unpack(_newer_late),
+        checkpoint=lambda w: checkpoint_path(w.tree, w.seed, w.network, w.layer, w.epoch),
+        data=lambda w: data_ready(data_root(w.tree)),
     output:
-        "results/quantify/{layer}/{network}/epoch_{epoch}.parquet",
+        "{tree}/seed_{seed}/quantify/{layer}/round_{round}/{network}/epoch_{epoch}.parquet",
     wildcard_constraints:
-        network="distilled_student|baseline",
-        epoch=r"\d{3}",
+        epoch=_epoch_pattern(LATE),
     params:
         settings=_quantify_settings(),
-        data_root=DATA_ROOT,
-    threads: config["threads"]
+        data_root=lambda w: data_root(w.tree),
+        span=_round_span,
+    threads: config["quantify"]["threads"]
     resources:
         **compute_resources(),
     log:
-        "logs/quantify/{layer}/{network}/epoch_{epoch}.log",
+        "logs/{tree}/seed_{seed}/quantify/{layer}/round_{round}/{network}/epoch_{epoch}.log",
     benchmark:
-        "logs/benchmarks/quantify/{layer}/{network}/epoch_{epoch}.tsv"
+        "logs/benchmarks/{tree}/seed_{seed}/quantify/{layer}/round_{round}/{network}/epoch_{epoch}.tsv"
     script:
-        "../scripts/quantify.py"
+        "../scripts/quantify_late.py"
+
+
+def _oldest_late(w):
+    """Each network's table at the round's oldest late checkpoint (input names oldest_<network>)."""
+    return {f"oldest_{network}": _round_table(w, network, min(LATE)) for network in NETWORKS}
+
+
+checkpoint round_verdict:
+    input:
+        unpack(_oldest_late),
+        early=lambda w: [checkpoint_path(w.tree, w.seed, n, w.layer, e) for n in NETWORKS for e in EARLY],
+        data=lambda w: data_ready(data_root(w.tree)),
+    output:
+        "{tree}/seed_{seed}/quantify/{layer}/round_{round}/verdict.csv",
+    params:
+        settings=_quantify_settings(),
+        data_root=lambda w: data_root(w.tree),
+        span=_round_span,
+        early=lambda w: {n: {e: checkpoint_path(w.tree, w.seed, n, w.layer, e) for e in EARLY}
+                         for n in NETWORKS},
+    threads: config["quantify"]["threads"]
+    resources:
+        **compute_resources(),
+    log:
+        "logs/{tree}/seed_{seed}/quantify/{layer}/round_{round}/verdict.log",
+    benchmark:
+        "logs/benchmarks/{tree}/seed_{seed}/quantify/{layer}/round_{round}/verdict.tsv"
+    script:
+        "../scripts/round_verdict.py"
+
+
+rule choose_images:
+    input:
+        round_verdicts,
+    output:
+        "{tree}/seed_{seed}/quantify/{layer}/chosen.csv",
+    params:
+        effective=EFFECTIVE,
+    log:
+        "logs/{tree}/seed_{seed}/quantify/{layer}/chosen.log",
+    benchmark:
+        "logs/benchmarks/{tree}/seed_{seed}/quantify/{layer}/chosen.tsv"
+    script:
+        "../scripts/choose_images.py"
+
+
+def _verdicts_up_to(w):
+    return [f"{quantify_dir(w.tree, w.seed, w.layer)}/round_{r}/verdict.csv" for r in range(int(w.round) + 1)]
+
+
+if EARLY:  # (with every checkpoint late there is nothing to do here)
+
+  rule quantify_early:
+      input:
+          verdicts=_verdicts_up_to,
+          checkpoints=lambda w: [checkpoint_path(w.tree, w.seed, w.network, w.layer, e) for e in EARLY],
+          data=lambda w: data_ready(data_root(w.tree)),
+      output:
+          ["{tree}/seed_{seed}/quantify/{layer}/round_{round}/{network}/epoch_%03d.parquet" % e for e in EARLY],
+      params:
+          settings=_quantify_settings(),
+          data_root=lambda w: data_root(w.tree),
+          # The chosen images of this round: a param, so that wanting more images reruns only the
+          # rounds whose choice changed.
+          images=lambda w, input: chosen_in_round(input.verdicts, int(w.round)),
+          span=_round_span,
+      threads: config["quantify"]["threads"]
+      resources:
+          **compute_resources(),
+      log:
+          "logs/{tree}/seed_{seed}/quantify/{layer}/round_{round}/{network}/early.log",
+      benchmark:
+          "logs/benchmarks/{tree}/seed_{seed}/quantify/{layer}/round_{round}/{network}/early.tsv"
+      script:
+          "../scripts/quantify_chosen.py"
 
 
 rule quantify_teacher:
     input:
-        checkpoint="results/train/teacher/final.pt",
-        data=data_ready(DATA_ROOT),
+        verdicts=_verdicts_up_to,
+        checkpoints=["{tree}/seed_{seed}/train/teacher/final.pt"],
+        data=lambda w: data_ready(data_root(w.tree)),
     output:
-        "results/quantify/{layer}/teacher/final.parquet",
+        "{tree}/seed_{seed}/quantify/{layer}/round_{round}/teacher/final.parquet",
     params:
         settings=_quantify_settings(),
-        data_root=DATA_ROOT,
-    threads: config["threads"]
+        data_root=lambda w: data_root(w.tree),
+        images=lambda w, input: chosen_in_round(input.verdicts, int(w.round)),
+        span=_round_span,
+    threads: config["quantify"]["threads"]
     resources:
         **compute_resources(),
     log:
-        "logs/quantify/{layer}/teacher/final.log",
+        "logs/{tree}/seed_{seed}/quantify/{layer}/round_{round}/teacher/final.log",
     benchmark:
-        "logs/benchmarks/quantify/{layer}/teacher/final.tsv"
+        "logs/benchmarks/{tree}/seed_{seed}/quantify/{layer}/round_{round}/teacher/final.tsv"
     script:
-        "../scripts/quantify.py"
+        "../scripts/quantify_chosen.py"
 
 
-def quantify_tables(layer):
-    """Every quantify table a layer's metrics need, keyed by (network, epoch or 'final')."""
-    tables = {("teacher", "final"): f"results/quantify/{layer}/teacher/final.parquet"}
-    for network in ANALYSED_NETWORKS:
-        for epoch in EPOCHS:
-            tables[(network, int(epoch))] = (
-                f"results/quantify/{layer}/{network}/epoch_{int(epoch):03d}.parquet")
-    return tables
+rule quantify_all:
+    input:
+        checkpoint=lambda w: checkpoint_path(w.tree, w.seed, w.network, w.layer, w.epoch),
+        data=lambda w: data_ready(data_root(w.tree)),
+    output:
+        "{tree}/seed_{seed}/quantify/{layer}/all/{network}/epoch_{epoch}.parquet",
+    wildcard_constraints:
+        epoch=r"\d{3}",
+    params:
+        settings=_exhaustive_settings(),
+        data_root=lambda w: data_root(w.tree),
+    threads: config["quantify"]["threads"]
+    resources:
+        **compute_resources(),
+    log:
+        "logs/{tree}/seed_{seed}/quantify/{layer}/all/{network}/epoch_{epoch}.log",
+    benchmark:
+        "logs/benchmarks/{tree}/seed_{seed}/quantify/{layer}/all/{network}/epoch_{epoch}.tsv"
+    script:
+        "../scripts/quantify_all.py"
+
+
+rule quantify_all_teacher:
+    input:
+        checkpoint="{tree}/seed_{seed}/train/teacher/final.pt",
+        data=lambda w: data_ready(data_root(w.tree)),
+    output:
+        "{tree}/seed_{seed}/quantify/{layer}/all/teacher/final.parquet",
+    params:
+        settings=_exhaustive_settings(),
+        data_root=lambda w: data_root(w.tree),
+    threads: config["quantify"]["threads"]
+    resources:
+        **compute_resources(),
+    log:
+        "logs/{tree}/seed_{seed}/quantify/{layer}/all/teacher/final.log",
+    benchmark:
+        "logs/benchmarks/{tree}/seed_{seed}/quantify/{layer}/all/teacher/final.tsv"
+    script:
+        "../scripts/quantify_all.py"
+
+
+def quantify_tables(w):
+    """Every quantify table the metrics of (tree, seed, layer) read, as [network, epoch, path]
+    rows (epoch "final" for the teacher). For effective_first this walks the rounds (running
+    them if needed) and lists the early tables of the rounds that have chosen images."""
+    base = quantify_dir(w.tree, w.seed, w.layer)
+    if SCHEDULE == "exhaustive":
+        rows = [["teacher", "final", f"{base}/all/teacher/final.parquet"]]
+        rows += [[n, e, f"{base}/all/{n}/epoch_{e:03d}.parquet"] for n in NETWORKS for e in EPOCHS]
+        return rows
+    verdicts = round_verdicts(w)
+    rows = []
+    for r in range(len(verdicts)):
+        rows += [[n, e, f"{base}/round_{r}/{n}/epoch_{e:03d}.parquet"] for n in NETWORKS for e in LATE]
+        if chosen_in_round(verdicts, r):
+            rows.append(["teacher", "final", f"{base}/round_{r}/teacher/final.parquet"])
+            rows += [[n, e, f"{base}/round_{r}/{n}/epoch_{e:03d}.parquet"] for n in NETWORKS for e in EARLY]
+    return rows

@@ -1,69 +1,163 @@
-# Table and figures. Only config["report"] reaches these rules' params, so a figure setting
-# reruns them and nothing upstream.
+# Table, figures and summary of each output tree, and the sweep figure. Only config["report"]
+# (and the statistics settings) reach these rules' params, so a figure setting reruns them and
+# nothing upstream.
+
+import os
 
 FIG_EXT = config["report"]["figure_format"]
-REPORT_FIGURES = expand(
-    "results/figures/{layer}/{figure}.{ext}",
-    layer=LAYERS, figure=["entropy_maps", "concepts_vs_distance"], ext=FIG_EXT)
+
+
+def _tree_figures(tree):
+    return expand("{tree}/figures/{layer}/{figure}.{ext}", tree=tree, layer=LAYERS,
+                  figure=["entropy_maps", "concepts_vs_distance", "differences"], ext=FIG_EXT)
+
+
+REPORT_FIGURES = [f for tree in TREES for f in _tree_figures(tree)]
+SWEEP_OUTPUTS = (
+    [f"results/figures/sweep_{config['sweep']['parameter']}.{FIG_EXT}",
+     f"results/tables/sweep_{config['sweep']['parameter']}.csv"] if config["sweep"] else [])
 
 
 rule table:
     input:
-        metrics="results/tables/metrics.csv",
-        hypotheses="results/tables/hypotheses.csv",
+        hypotheses="{tree}/tables/hypotheses.csv",
+        premise="{tree}/tables/premise.csv",
     output:
-        "results/tables/table.tex",
+        "{tree}/tables/table.tex",
+    params:
+        dataset=config["dataset"]["name"],
+        architecture=config["architecture"],
+        confidence=config["metrics"]["confidence"],
     log:
-        "logs/report/table.log",
+        "logs/{tree}/report/table.log",
     benchmark:
-        "logs/benchmarks/report/table.tsv"
+        "logs/benchmarks/{tree}/report/table.tsv"
     script:
         "../scripts/table.py"
 
 
+def _final_tables(w):
+    """network -> the tables holding its final-checkpoint maps of the first seed."""
+    seed = SimpleNamespace(tree=w.tree, seed=SEEDS[0], layer=w.layer)
+    rows = quantify_tables(seed)
+    out = {}
+    for network, epoch, path in rows:
+        if epoch == "final" or epoch == FINAL_EPOCH:
+            out.setdefault(network, []).append(path)
+    return out
+
+
 rule figure_entropy_maps:
     input:
-        tables=lambda w: [
-            f"results/quantify/{w.layer}/teacher/final.parquet",
-            f"results/quantify/{w.layer}/distilled_student/epoch_{FINAL_EPOCH:03d}.parquet",
-            f"results/quantify/{w.layer}/baseline/epoch_{FINAL_EPOCH:03d}.parquet"],
-        per_image="results/tables/per_image.csv",
-        data=data_ready(DATA_ROOT),
+        tables=lambda w: [p for paths in _final_tables(w).values() for p in paths],
+        per_image="{tree}/tables/per_image.csv",
+        data=lambda w: data_ready(data_root(w.tree)),
     output:
         report(
-            "results/figures/{layer}/entropy_maps.%s" % FIG_EXT,
+            "{tree}/figures/{layer}/entropy_maps.%s" % FIG_EXT,
             caption="../report/entropy_maps.rst",
             category="Figures",
-            subcategory="{layer}",
+            subcategory="{tree}, layer {layer}",
         ),
     params:
         settings=config["report"],
         grid=config["quantify"]["grid"],
         b=config["metrics"]["b"],
-        data_root=DATA_ROOT,
+        data_root=lambda w: data_root(w.tree),
+        tables=_final_tables,
+        seed=SEEDS[0],
     log:
-        "logs/report/{layer}/entropy_maps.log",
+        "logs/{tree}/report/{layer}/entropy_maps.log",
     benchmark:
-        "logs/benchmarks/report/{layer}/entropy_maps.tsv"
+        "logs/benchmarks/{tree}/report/{layer}/entropy_maps.tsv"
     script:
         "../scripts/figure_entropy_maps.py"
 
 
 rule figure_concepts_vs_distance:
     input:
-        per_image="results/tables/per_image.csv",
+        per_image="{tree}/tables/per_image.csv",
     output:
         report(
-            "results/figures/{layer}/concepts_vs_distance.%s" % FIG_EXT,
+            "{tree}/figures/{layer}/concepts_vs_distance.%s" % FIG_EXT,
             caption="../report/concepts_vs_distance.rst",
             category="Figures",
-            subcategory="{layer}",
+            subcategory="{tree}, layer {layer}",
         ),
     params:
         settings=config["report"],
     log:
-        "logs/report/{layer}/concepts_vs_distance.log",
+        "logs/{tree}/report/{layer}/concepts_vs_distance.log",
     benchmark:
-        "logs/benchmarks/report/{layer}/concepts_vs_distance.tsv"
+        "logs/benchmarks/{tree}/report/{layer}/concepts_vs_distance.tsv"
     script:
         "../scripts/figure_concepts_vs_distance.py"
+
+
+rule figure_differences:
+    input:
+        differences="{tree}/tables/differences.csv",
+    output:
+        report(
+            "{tree}/figures/{layer}/differences.%s" % FIG_EXT,
+            caption="../report/differences.rst",
+            category="Figures",
+            subcategory="{tree}, layer {layer}",
+        ),
+    params:
+        settings=config["report"],
+        confidence=config["metrics"]["confidence"],
+    log:
+        "logs/{tree}/report/{layer}/differences.log",
+    benchmark:
+        "logs/benchmarks/{tree}/report/{layer}/differences.tsv"
+    script:
+        "../scripts/figure_differences.py"
+
+
+rule summary:
+    input:
+        hypotheses="{tree}/tables/hypotheses.csv",
+        premise="{tree}/tables/premise.csv",
+        selection="{tree}/tables/selection.csv",
+        work="{tree}/tables/work.csv",
+        table="{tree}/tables/table.tex",
+    output:
+        "{tree}/summary.md",
+    params:
+        confidence=config["metrics"]["confidence"],
+        benchmarks=lambda w: f"logs/benchmarks/{w.tree}",
+        data_benchmarks="logs/benchmarks/data",
+        config_files=[os.path.relpath(f, workflow.basedir) for f in workflow.configfiles],
+    log:
+        "logs/{tree}/report/summary.log",
+    benchmark:
+        "logs/benchmarks/{tree}/report/summary.tsv"
+    script:
+        "../scripts/summary.py"
+
+
+if config["sweep"]:
+
+    rule figure_sweep:
+        input:
+            hypotheses=expand("{tree}/tables/hypotheses.csv", tree=TREES),
+        output:
+            figure=report(
+                SWEEP_OUTPUTS[0],
+                caption="../report/sweep.rst",
+                category="Figures",
+                subcategory="sweep",
+            ),
+            table=SWEEP_OUTPUTS[1],
+        params:
+            parameter=config["sweep"]["parameter"],
+            values=[TREES[t]["value"] for t in TREES],
+            settings=config["report"],
+            confidence=config["metrics"]["confidence"],
+        log:
+            "logs/report/sweep.log",
+        benchmark:
+            "logs/benchmarks/report/sweep.tsv"
+        script:
+            "../scripts/figure_sweep.py"

@@ -1,22 +1,19 @@
-# Training of the three networks (SPEC sections 1 and 4): teacher, its features at each
-# analysed layer, the distilled student per layer, and the baseline.
-
-import re
+# Training (SPEC sections 1 and 4), per output tree and seed: the teacher, its features at each
+# analysed layer, the distilled student per layer, the logit student (when listed) and the
+# baseline. The seed comes from the path; each seed is an independent replicate.
 
 
 def _train_settings(*sections):
     """The config subsets a training job depends on (changing one reruns the job)."""
-    settings = {key: config[key] for key in ("seed", "device", "threads", "dataset", "architecture",
-                                             "layers", "optimizer", "augment", "checkpoints")}
+    settings = {key: config[key] for key in ("device", "threads", "dataset", "architecture", "layers",
+                                             "optimizer", "augment", "checkpoints", "training")}
     settings.update({key: config[key] for key in sections})
-    # Run-time options (precision, channels_last, deterministic); optional, defaults fp32.
-    settings["training"] = config.get("training", {})
     return settings
 
 
 def _teacher_epochs():
     """Checkpoint epochs that exist in the teacher's fine-tuning (epoch 0 = pre-trained net)."""
-    return [e for e in EPOCHS if int(e) <= int(config["teacher"]["finetune"]["epochs"])]
+    return [e for e in EPOCHS if e <= int(config["teacher"]["finetune"]["epochs"])]
 
 
 def _train_outputs(folder, epochs):
@@ -29,8 +26,8 @@ def _train_outputs(folder, epochs):
     }
 
 
-def _teacher_inputs(wildcards):
-    inputs = {"data": data_ready(DATA_ROOT)}
+def _teacher_inputs(w):
+    inputs = {"data": data_ready(data_root(w.tree))}
     if config["teacher"]["init"] == "pretrain":
         inputs["pretrain"] = data_ready(PRETRAIN_ROOT)
     if config["teacher"]["init"] == "imagenet" and config["teacher"]["weights"]:
@@ -38,11 +35,16 @@ def _teacher_inputs(wildcards):
     return inputs
 
 
-def _student_inputs(wildcards):
-    inputs = {"data": data_ready(DATA_ROOT), "teacher": "results/train/teacher/final.pt"}
-    if not config["augment"]["hflip"]:
+def _augmented():
+    return config["augment"]["hflip"] or config["augment"]["crop_resize"] is not None
+
+
+def _student_inputs(w):
+    inputs = {"data": data_ready(data_root(w.tree)),
+              "teacher": f"{train_dir(w.tree, w.seed, 'teacher', None)}/final.pt"}
+    if not _augmented():
         # Without augmentation the teacher's targets are computed once (rule teacher_features).
-        inputs["features"] = f"results/features/{wildcards.layer}/teacher_train.pt"
+        inputs["features"] = f"{seed_dir(w.tree, w.seed)}/features/{w.layer}/teacher_train.pt"
     return inputs
 
 
@@ -50,40 +52,38 @@ rule teacher:
     input:
         unpack(_teacher_inputs),
     output:
-        **_train_outputs("results/train/teacher", _teacher_epochs()),
+        **_train_outputs("{tree}/seed_{seed}/train/teacher", _teacher_epochs()),
     params:
         settings=_train_settings("teacher"),
-        data_root=DATA_ROOT,
+        data_root=lambda w: data_root(w.tree),
         pretrain_root=PRETRAIN_ROOT,
     threads: config["threads"]
     resources:
         **compute_resources(),
     log:
-        "logs/train/teacher.log",
+        "logs/{tree}/seed_{seed}/train/teacher.log",
     benchmark:
-        "logs/benchmarks/train/teacher.tsv"
+        "logs/benchmarks/{tree}/seed_{seed}/train/teacher.tsv"
     script:
         "../scripts/train_teacher.py"
 
 
 rule teacher_features:
     input:
-        teacher="results/train/teacher/final.pt",
-        data=data_ready(DATA_ROOT),
+        teacher="{tree}/seed_{seed}/train/teacher/final.pt",
+        data=lambda w: data_ready(data_root(w.tree)),
     output:
-        "results/features/{layer}/teacher_train.pt",
-    wildcard_constraints:
-        layer="|".join(re.escape(layer) for layer in LAYERS),
+        "{tree}/seed_{seed}/features/{layer}/teacher_train.pt",
     params:
         settings=_train_settings("distilled_student"),
-        data_root=DATA_ROOT,
+        data_root=lambda w: data_root(w.tree),
     threads: config["threads"]
     resources:
         **compute_resources(),
     log:
-        "logs/train/teacher_features/{layer}.log",
+        "logs/{tree}/seed_{seed}/train/teacher_features/{layer}.log",
     benchmark:
-        "logs/benchmarks/train/teacher_features/{layer}.tsv"
+        "logs/benchmarks/{tree}/seed_{seed}/train/teacher_features/{layer}.tsv"
     script:
         "../scripts/extract_features.py"
 
@@ -92,37 +92,55 @@ rule distilled_student:
     input:
         unpack(_student_inputs),
     output:
-        **_train_outputs("results/train/distilled_student/{layer}", EPOCHS),
-    wildcard_constraints:
-        layer="|".join(re.escape(layer) for layer in LAYERS),
+        **_train_outputs("{tree}/seed_{seed}/train/distilled_student/{layer}", EPOCHS),
     params:
         settings=_train_settings("distilled_student", "teacher"),
-        data_root=DATA_ROOT,
+        data_root=lambda w: data_root(w.tree),
     threads: config["threads"]
     resources:
         **compute_resources(),
     log:
-        "logs/train/distilled_student/{layer}.log",
+        "logs/{tree}/seed_{seed}/train/distilled_student/{layer}.log",
     benchmark:
-        "logs/benchmarks/train/distilled_student/{layer}.tsv"
+        "logs/benchmarks/{tree}/seed_{seed}/train/distilled_student/{layer}.tsv"
     script:
         "../scripts/train_distilled_student.py"
 
 
-rule baseline:
+rule logit_student:
     input:
-        data=data_ready(DATA_ROOT),
+        data=lambda w: data_ready(data_root(w.tree)),
+        teacher="{tree}/seed_{seed}/train/teacher/final.pt",
     output:
-        **_train_outputs("results/train/baseline", EPOCHS),
+        **_train_outputs("{tree}/seed_{seed}/train/logit_student", EPOCHS),
     params:
-        settings=_train_settings("baseline"),
-        data_root=DATA_ROOT,
+        settings=_train_settings("logit_student", "teacher"),
+        data_root=lambda w: data_root(w.tree),
     threads: config["threads"]
     resources:
         **compute_resources(),
     log:
-        "logs/train/baseline.log",
+        "logs/{tree}/seed_{seed}/train/logit_student.log",
     benchmark:
-        "logs/benchmarks/train/baseline.tsv"
+        "logs/benchmarks/{tree}/seed_{seed}/train/logit_student.tsv"
+    script:
+        "../scripts/train_logit_student.py"
+
+
+rule baseline:
+    input:
+        data=lambda w: data_ready(data_root(w.tree)),
+    output:
+        **_train_outputs("{tree}/seed_{seed}/train/baseline", EPOCHS),
+    params:
+        settings=_train_settings("baseline"),
+        data_root=lambda w: data_root(w.tree),
+    threads: config["threads"]
+    resources:
+        **compute_resources(),
+    log:
+        "logs/{tree}/seed_{seed}/train/baseline.log",
+    benchmark:
+        "logs/benchmarks/{tree}/seed_{seed}/train/baseline.tsv"
     script:
         "../scripts/train_baseline.py"

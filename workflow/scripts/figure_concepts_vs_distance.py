@@ -1,4 +1,4 @@
-"""Snakemake script: N_fg and N_bg against the weight distance."""
+"""Snakemake script: N_fg and N_bg against the weight distance, every seed."""
 
 import pandas as pd
 import seaborn as sns

@@ -1,4 +1,4 @@
-"""Snakemake script: the LaTeX results table."""
+"""Snakemake script (rule ``table``): the LaTeX results table of one output tree."""
 
 import pandas as pd
 
@@ -7,6 +7,8 @@ from kdconcepts.runtime import atomic_path, job_logging
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 with job_logging(smk.log[0]):
-    tex = latex_table(pd.read_csv(smk.input.metrics), pd.read_csv(smk.input.hypotheses))
+    tex = latex_table(pd.read_csv(smk.input.hypotheses), pd.read_csv(smk.input.premise),
+                      dataset=smk.params.dataset, architecture=smk.params.architecture,
+                      confidence=smk.params.confidence)
     with atomic_path(smk.output[0]) as tmp:
         tmp.write_text(tex, encoding="utf-8")

@@ -1,11 +1,11 @@
-"""Snakemake script (rule ``baseline``): train the baseline with cross-entropy from the student's init."""
+"""Snakemake script (rule ``baseline``): train the baseline of one seed with cross-entropy."""
 
 from kdconcepts.data import load_split
 from kdconcepts.runtime import job_logging
 from kdconcepts.training import Augment, Phase, RunOptions, dataset_hash, train_baseline
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
-settings = smk.params.settings
+settings = {**smk.params.settings, "seed": int(smk.wildcards.seed)}
 with job_logging(smk.log[0], threads=smk.threads):
     train_baseline(
         smk.output.final.rsplit("/", 1)[0],

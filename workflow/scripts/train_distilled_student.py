@@ -1,16 +1,17 @@
 """Snakemake script (rule ``distilled_student``): distil the teacher's layer-L feature, then the head."""
 
+from kdconcepts.checkpoints import load_checkpoint
 from kdconcepts.data import load_split
 from kdconcepts.features import load_features
 from kdconcepts.runtime import job_logging
-from kdconcepts.checkpoints import load_checkpoint
 from kdconcepts.training import Augment, Phase, RunOptions, dataset_hash, train_distilled_student
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
-settings = smk.params.settings
+settings = {**smk.params.settings, "seed": int(smk.wildcards.seed)}
 with job_logging(smk.log[0], threads=smk.threads):
     student = settings["distilled_student"]
     head = student["head"]
+    layer = smk.wildcards.layer
     train = load_split(smk.params.data_root, "train")
     teacher, teacher_features = None, None
     if "features" in smk.input.keys():
@@ -22,10 +23,10 @@ with job_logging(smk.log[0], threads=smk.threads):
     train_distilled_student(
         smk.output.final.rsplit("/", 1)[0],
         arch=settings["architecture"],
-        layer=smk.wildcards.layer,
+        layer=layer,
         train=train,
         test=load_split(smk.params.data_root, "test"),
-        schedule=Phase.from_mapping(student),
+        schedule=Phase.from_mapping(student, layer=layer),
         checkpoint_epochs=settings["checkpoints"],
         head_epochs=head["epochs"],
         head_batch_size=head["batch_size"],

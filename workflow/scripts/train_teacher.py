@@ -1,11 +1,11 @@
-"""Snakemake script (rule ``teacher``): pre-train and fine-tune the teacher."""
+"""Snakemake script (rule ``teacher``): pre-train and fine-tune the teacher of one seed."""
 
 from kdconcepts.data import load_split
 from kdconcepts.runtime import job_logging
 from kdconcepts.training import Augment, Phase, RunOptions, dataset_hash, train_teacher
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
-settings = smk.params.settings
+settings = {**smk.params.settings, "seed": int(smk.wildcards.seed)}
 with job_logging(smk.log[0], threads=smk.threads):
     teacher = settings["teacher"]
     pretrain_root = smk.params.pretrain_root if teacher["init"] == "pretrain" else None

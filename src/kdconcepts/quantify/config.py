@@ -20,7 +20,7 @@ import yaml
 
 # Keys of the config's `quantify:` section that steer the pipeline or the engine but do
 # not change the method: they are accepted and ignored by `SigmaConfig.from_mapping`.
-PIPELINE_ONLY_KEYS = frozenset({"candidates", "max_batch", "precision", "schedule", "round_size"})
+PIPELINE_ONLY_KEYS = frozenset({"candidates", "max_batch", "precision", "schedule", "round_size", "threads"})
 
 ENTROPY_OFFSET = 0.5 * math.log(2 * math.pi) + 0.5  # 0.5 * log(2 pi e): H_i = log sigma_i + this
 

@@ -216,12 +216,21 @@ def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContex
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def _row_chunks(image_indices: Sequence[int], samples: int, max_rows: int
-                ) -> Iterator[list[tuple[int, int, int]]]:
+def _row_chunks(image_indices: Sequence[int], samples: int, max_rows: int,
+                per_image: bool = False) -> Iterator[list[tuple[int, int, int]]]:
     """Splits the rows (image, sample) into chunks of at most ``max_rows`` rows.
+
+    With ``per_image``, a chunk never holds rows of two images, so every forward an image
+    takes part in has the same rows whatever else is quantified: its result is bit-identical
+    in any batch (kernels may round differently for another batch size).
 
     Yields lists of segments ``(image index, first sample, end sample)``.
     """
+    if per_image:
+        for b in image_indices:
+            for start in range(0, samples, max_rows):
+                yield [(b, start, min(start + max_rows, samples))]
+        return
     chunk: list[tuple[int, int, int]] = []
     room = max_rows
     for b in image_indices:
@@ -262,7 +271,8 @@ class _Engine:
     """Holds the truncated model and the per-run options; see :func:`estimate_sigma`."""
 
     def __init__(self, truncated: nn.Module, device: torch.device, precision: str,
-                 channels_last: bool, max_batch: int) -> None:
+                 channels_last: bool, max_batch: int, per_image: bool = False) -> None:
+        self.per_image = per_image
         self.model = truncated.to(device)
         self.device = device
         self.precision = precision
@@ -282,6 +292,14 @@ class _Engine:
             return
         per_row = largest_activation_bytes(self.model, sample[:1])
         self.max_batch = max(1, min(self.max_batch, max(min_rows, chunk_bytes // per_row)))
+
+    def chunks(self, image_indices: Sequence[int], samples: int):
+        return _row_chunks(image_indices, samples, self.max_batch, self.per_image)
+
+    def clean_features(self, x: torch.Tensor) -> torch.Tensor:
+        """f(x) of every image: one image per forward in per-image mode, else batched."""
+        step = 1 if self.per_image else self.max_batch
+        return torch.cat([self.features(x[i:i + step]) for i in range(0, x.shape[0], step)])
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """f(x) = ReLU(layer output), flattened to [R, D], float32."""
@@ -311,7 +329,7 @@ def estimate_sigma(model: nn.Module, layer: str, images: torch.Tensor,
                    image_keys: Sequence[Any] | None = None, *,
                    device: torch.device | str | None = None, max_batch: int = 1536,
                    precision: str = "fp32", channels_last: bool = True,
-                   chunk_bytes: int | None | str = "auto",
+                   chunk_bytes: int | None | str = "auto", per_image: bool | str = "auto",
                    progress: bool = False, progress_desc: str | None = None) -> SigmaResult:
     """Estimates one sigma map per image at the target mean entropy H* (SPEC section 2).
 
@@ -333,6 +351,11 @@ def estimate_sigma(model: nn.Module, layer: str, images: torch.Tensor,
             bytes, but not below K rows; "auto": ``CPU_CHUNK_BYTES`` (16 MiB, cache-sized)
             on a CPU, no cap on CUDA; None: no cap. Speed only: results do not depend on
             the chunking beyond float rounding.
+        per_image: keep each forward to the rows of one image (its K samples, split if
+            larger than ``max_batch``), so that an image's result is bit-identical whichever
+            other images are quantified with it (kernels round differently for other batch
+            sizes); "auto": on a CPU, where K rows are already a cache-efficient chunk; off on
+            CUDA, where larger batches run faster and results then agree to float rounding.
         precision: "fp32", or "bf16"/"fp16" autocast of the model (sigma stays fp32).
             Measured on a CPU (small VGG, 32 px): bf16 is about 2x faster but moves the
             selected maps by 0.02-0.03 in mean |H| against fp32, ten times the change
@@ -353,7 +376,7 @@ def estimate_sigma(model: nn.Module, layer: str, images: torch.Tensor,
         ((2, 4, 4), torch.int64)
     """
     cfg, engine, x, generators = _prepare(model, layer, images, cfg, seed, image_keys, device,
-                                          max_batch, precision, channels_last, chunk_bytes)
+                                          max_batch, precision, channels_last, chunk_bytes, per_image)
     with torch.no_grad():
         return _optimise(engine, x, cfg, generators, progress, progress_desc)
 
@@ -363,7 +386,8 @@ def estimate_sigma_f(model: nn.Module, layer: str, images: torch.Tensor,
                      image_keys: Sequence[Any] | None = None, *,
                      device: torch.device | str | None = None, max_batch: int = 1536,
                      precision: str = "fp32", channels_last: bool = True,
-                     chunk_bytes: int | None | str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
+                     chunk_bytes: int | None | str = "auto",
+                     per_image: bool | str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
     """Only the normalisation sigma_f of each image, and whether the image is usable.
 
     Exactly the values :func:`estimate_sigma` computes first (the same first noise draw of
@@ -375,10 +399,9 @@ def estimate_sigma_f(model: nn.Module, layer: str, images: torch.Tensor,
         ``(sigma_f, usable)``: [B] float64 and [B] bool, on the CPU.
     """
     cfg, engine, x, generators = _prepare(model, layer, images, cfg, seed, image_keys, device,
-                                          max_batch, precision, channels_last, chunk_bytes)
+                                          max_batch, precision, channels_last, chunk_bytes, per_image)
     with torch.no_grad():
-        clean = torch.cat([engine.features(x[i:i + engine.max_batch])
-                           for i in range(0, x.shape[0], engine.max_batch)])
+        clean = engine.clean_features(x)
 
         def draw(b: int) -> torch.Tensor:
             return torch.randn((cfg.samples, *x.shape[1:]), generator=generators[b],
@@ -389,7 +412,7 @@ def estimate_sigma_f(model: nn.Module, layer: str, images: torch.Tensor,
 
 
 def _prepare(model, layer, images, cfg, seed, image_keys, device, max_batch, precision,
-             channels_last, chunk_bytes):
+             channels_last, chunk_bytes, per_image):
     """Checks the arguments; the engine, the images on the device, one generator per image."""
     cfg = SigmaConfig() if cfg is None else cfg
     if not isinstance(cfg, SigmaConfig):
@@ -407,8 +430,10 @@ def _prepare(model, layer, images, cfg, seed, image_keys, device, max_batch, pre
         raise ValueError("image_keys must be distinct (as strings)")
 
     device = resolve_device(device)
+    if per_image == "auto":
+        per_image = device.type == "cpu"
     engine = _Engine(truncated_model(model, layer), device, precision, channels_last,
-                     max_batch)
+                     max_batch, bool(per_image))
     x = images.detach().to(device=device, dtype=torch.float32)
     if chunk_bytes == "auto":
         chunk_bytes = CPU_CHUNK_BYTES if device.type == "cpu" else None
@@ -430,8 +455,7 @@ def _optimise(engine: _Engine, x: torch.Tensor, cfg: SigmaConfig,
                            device=device, dtype=torch.float32)
 
     # f(x), the unperturbed feature of every image.
-    clean = torch.cat([engine.features(x[i:i + engine.max_batch])
-                       for i in range(0, n_images, engine.max_batch)])
+    clean = engine.clean_features(x)
     feature_size = clean.shape[1]
 
     bar = tqdm(total=n_images * cfg.boost_after, unit="img-step", desc=progress_desc,
@@ -511,7 +535,7 @@ def _sigma_f(engine: _Engine, x: torch.Tensor, clean: torch.Tensor, cfg: SigmaCo
     feature_size = clean.shape[1]
     sq_sum = torch.zeros(n_images, dtype=torch.float64, device=x.device)
     noise: dict[int, torch.Tensor] = {}
-    for chunk in _row_chunks(range(n_images), samples, engine.max_batch):
+    for chunk in engine.chunks(range(n_images), samples):
         rows = []
         for b, k0, k1 in chunk:
             if k0 == 0:
@@ -553,7 +577,7 @@ def _feature_gradient(engine: _Engine, x: torch.Tensor, sigma: torch.Tensor,
     noise: dict[int, torch.Tensor] = {}
     upsampled = {b: sigma[b].repeat_interleave(cell_h, 0).repeat_interleave(cell_w, 1)
                  for b in update}
-    for chunk in _row_chunks(update, samples, engine.max_batch):
+    for chunk in engine.chunks(update, samples):
         rows, eps_rows = [], []
         for b, k0, k1 in chunk:
             if k0 == 0:

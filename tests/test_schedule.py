@@ -1,0 +1,142 @@
+"""The effective-first schedule: its decisions on small tables, and on the smoke pipeline the
+same answers as the exhaustive schedule, with cached reruns that redo nothing."""
+
+import re
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import ROOT, SMOKE, smoke_reference_run, snakemake
+from kdconcepts import schedule as S
+
+FG = {i: np.array([[True, False], [False, False]]) for i in "abcdef"}
+GOOD = np.array([[-5.0, -1.0], [-1.0, -1.0]]).ravel()   # foreground lower entropy: passes the rule
+BAD = np.array([[-1.0, -5.0], [-5.0, -5.0]]).ravel()    # background lower: fails
+
+
+def _step(**maps):
+    return pd.DataFrame([{"image_id": i, "usable": m is not None,
+                          "entropy": (m if m is not None else np.full(4, np.nan)).tolist()}
+                         for i, m in maps.items()])
+
+
+def test_candidates_extend_without_changing_their_start():
+    assert list(S.candidate_indices(100, 5, seed=3)) == list(S.candidate_indices(100, 20, seed=3)[:5])
+    assert list(S.candidate_indices(100, 5, seed=3)) != list(S.candidate_indices(100, 5, seed=4))
+    assert list(S.round_ranks(1, 4, 10)) == [4, 5, 6, 7] and list(S.round_ranks(2, 4, 10)) == [8, 9]
+    assert list(S.round_ranks(3, 4, 10)) == []
+    with pytest.raises(ValueError, match="only 10 images"):
+        S.candidate_indices(10, 11, seed=0)
+
+
+def test_late_and_early_checkpoints_split_the_schedule():
+    paper = [0, 2, 5, 10, 15, 20, 25, 30, 40, 50, 70, 90, 110, 130, 150]
+    assert S.late_epochs(paper, 0.75) == [40, 50, 70, 90, 110, 130, 150]
+    assert S.early_epochs(paper, 0.75) == [0, 2, 5, 10, 15, 20, 25, 30]
+
+
+def test_an_image_failing_for_either_network_is_no_longer_quantified():
+    candidates = list("abcd")
+    newer = {"student": _step(a=GOOD, b=BAD, c=GOOD, d=GOOD),
+             "baseline": _step(a=GOOD, b=GOOD, c=None, d=GOOD)}
+    # b fails the rule for the student, c is unusable for the baseline
+    assert S.survivors(candidates, newer, FG, 2) == ["a", "d"]
+    assert S.survivors(candidates, {}, FG, 2) == candidates  # the newest late checkpoint: all
+    # An image missing from a network's previous step was dropped earlier: it stays dropped.
+    assert S.survivors(candidates, {"student": _step(a=GOOD), "baseline": _step(a=GOOD, d=GOOD)}, FG, 2) == ["a"]
+
+
+def test_verdicts_choose_the_first_effective_images_in_candidate_order():
+    first = S.verdict_table(["a", "b", "c"], [0, 1, 2], ["a", "c"],
+                            {"student": {0: {"a"}, 1: {"a", "c"}}, "baseline": {0: {"a", "c"}, 1: {"a", "c"}}})
+    assert first["effective"].tolist() == [True, False, False]
+    assert first["reason"].tolist()[1:] == ["failed the rule at a late checkpoint",
+                                            "sigma_f = 0 for student at epoch 0"]
+    second = S.verdict_table(["d", "e", "f"], [3, 4, 5], ["d", "e", "f"], {})
+    assert S.needs_another_round([first], effective=3, round_size=3, n_candidates=6)
+    assert not S.needs_another_round([first, second], effective=3, round_size=3, n_candidates=6)
+    assert not S.needs_another_round([first], effective=3, round_size=3, n_candidates=3)  # none left
+    chosen = S.choose([first, second], effective=3)
+    assert chosen["image_id"].tolist() == ["a", "d", "e"] and chosen["round"].tolist() == [0, 1, 1]
+
+
+# --- on the smoke pipeline ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    return smoke_reference_run(tmp_path_factory)
+
+
+def _with(tmp_path, **changes) -> str:
+    cfg = yaml.safe_load((ROOT / SMOKE).read_text())
+    for dotted, value in changes.items():
+        node = cfg
+        *parents, last = dotted.split(".")
+        for key in parents:
+            node = node[key]
+        node[last] = value
+    path = tmp_path / "changed.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return str(path)
+
+
+def _ran(stdout: str) -> list[tuple[str, str]]:
+    """(rule, output) of every job a run executed."""
+    return re.findall(r"^(?:local)?(?:rule|checkpoint) (\w+):\n\s+(?:input: .*\n\s+)?output: (\S+?),?$",
+                      stdout, flags=re.M)
+
+
+@pytest.mark.slow
+def test_exhaustive_and_effective_first_give_the_same_answers(smoke, tmp_path):
+    reference, _, ran = smoke
+    assert ran.returncode == 0
+    repo = tmp_path / "repo"
+    shutil.copytree(reference, repo, symlinks=True)
+    run = snakemake(repo, "--cores", "2", "--configfile", _with(tmp_path, **{"quantify.schedule": "exhaustive"}))
+    assert run.returncode == 0, (run.stdout + run.stderr)[-4000:]
+    rules = {rule for rule, _ in _ran(run.stdout + run.stderr)}
+    assert "quantify_all" in rules and not {"teacher", "baseline", "distilled_student"} & rules  # training cached
+    for seed in (0, 1):
+        chosen = pd.read_csv(reference / f"results/seed_{seed}/quantify/conv/chosen.csv")
+        images = pd.read_csv(repo / f"results/seed_{seed}/tables/images.csv")
+        assert list(dict.fromkeys(images["image_id"])) == chosen["image_id"].tolist()
+    compared = 0
+    for table in ("metrics", "per_image", "images", "hypotheses"):
+        for folder in ("seed_0/tables", "seed_1/tables", "tables"):
+            path = f"results/{folder}/{table}.csv"
+            if (reference / path).exists():
+                pd.testing.assert_frame_equal(pd.read_csv(reference / path), pd.read_csv(repo / path),
+                                              check_exact=True, obj=path)
+                compared += 1
+    assert compared == 11
+    # ... and the exhaustive schedule quantified more maps for the same answers.
+    work = {name: pd.read_csv(root / "results/tables/work.csv")["sample_passes"].sum()
+            for name, root in (("effective_first", reference), ("exhaustive", repo))}
+    assert work["effective_first"] < work["exhaustive"]
+
+
+@pytest.mark.slow
+def test_nothing_changed_nothing_reruns_and_more_images_run_only_new_rounds(smoke, tmp_path):
+    reference, _, ran = smoke
+    assert ran.returncode == 0
+    repo = tmp_path / "repo"
+    shutil.copytree(reference, repo, symlinks=True)
+    again = snakemake(repo, "-n", "--cores", "2", "--configfile", SMOKE)
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr, again.stdout[-3000:]
+    verdicts = {p.relative_to(repo): p.stat().st_mtime_ns for p in repo.glob("results/seed_*/quantify/conv/round_*/*/*.parquet")}
+    # More effective images wanted (and candidates to find them in): only a new round's jobs run.
+    more = _with(tmp_path, **{"quantify.candidates": 9, "metrics.effective": 5})
+    run = snakemake(repo, "--cores", "2", "--configfile", more)
+    assert run.returncode == 0, (run.stdout + run.stderr)[-4000:]
+    jobs = _ran(run.stdout + run.stderr)
+    late = [out for rule, out in jobs if rule == "quantify_late"]
+    assert late and all("/round_2/" in out for out in late), late
+    unchanged = [p for p, t in verdicts.items() if "/round_0/" in str(p) and (repo / p).stat().st_mtime_ns == t]
+    assert unchanged, "round 0 was recomputed"
+    assert not any(rule in ("teacher", "baseline", "distilled_student") for rule, _ in jobs)
+    settled = snakemake(repo, "-n", "--cores", "2", "--configfile", more)
+    assert "Nothing to be done" in settled.stdout + settled.stderr, settled.stdout[-3000:]

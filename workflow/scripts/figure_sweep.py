@@ -1,0 +1,22 @@
+"""Snakemake script (rule ``figure_sweep``): the pooled differences against the swept value."""
+
+import pandas as pd
+import seaborn as sns
+
+from kdconcepts.report import plot_sweep
+from kdconcepts.runtime import atomic_path, job_logging
+
+smk = snakemake  # noqa: F821 (injected by Snakemake)
+s = smk.params.settings
+with job_logging(smk.log[0]):
+    sweep = pd.concat([pd.read_csv(path).assign(value=value)
+                       for path, value in zip(smk.input.hypotheses, smk.params.values, strict=True)],
+                      ignore_index=True)
+    sweep.insert(0, smk.params.parameter, sweep.pop("value"))
+    sweep["value"] = sweep[smk.params.parameter]
+    with atomic_path(smk.output.table) as tmp:
+        sweep.drop(columns=["value"]).to_csv(tmp, index=False)
+    sns.set_theme(style="whitegrid", context="paper")
+    fig = plot_sweep(sweep, smk.params.parameter, palette=s["palette"], confidence=smk.params.confidence)
+    with atomic_path(smk.output.figure) as tmp:
+        fig.savefig(tmp, dpi=s["dpi"], format=s["figure_format"])

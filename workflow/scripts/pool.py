@@ -1,0 +1,21 @@
+"""Snakemake script (rule ``pool``): the seeds side by side, and the pooled verdicts."""
+
+import logging
+
+from kdconcepts.pipeline import pool_seeds
+from kdconcepts.runtime import atomic_path, job_logging
+
+smk = snakemake  # noqa: F821 (injected by Snakemake)
+with job_logging(smk.log[0]) as log:
+    per_seed = {name: list(getattr(smk.input, name)) for name in smk.input.keys()}
+    frames = pool_seeds(per_seed, students=smk.params.students, resamples=smk.params.resamples,
+                        confidence=smk.params.confidence)
+    weak = frames["premise"][frames["premise"]["teacher_minus_baseline"] <= 0]
+    if len(weak):
+        logging.getLogger("kdconcepts").warning(
+            "PREMISE NOT MET: the teacher does not beat the baseline on the target test set in "
+            "seed(s) %s; the paper's claims cannot be tested on these runs (see premise.csv)",
+            ", ".join(str(s) for s in weak["seed"]))
+    for name, frame in frames.items():
+        with atomic_path(getattr(smk.output, name)) as tmp:
+            frame.to_csv(tmp, index=False)

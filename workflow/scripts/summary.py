@@ -1,0 +1,40 @@
+"""Snakemake script (rule ``summary``): results/summary.md, made from the tables (showyourwork
+style): the premise line, the verdicts, and the time and passes spent."""
+
+from pathlib import Path
+
+import pandas as pd
+
+from kdconcepts.report import summary_markdown
+from kdconcepts.runtime import atomic_path, job_logging
+
+smk = snakemake  # noqa: F821 (injected by Snakemake)
+
+
+def _times(*folders):
+    """One row per job benchmark (logs/benchmarks/...): stage, wall and CPU seconds."""
+    rows = []
+    for folder in folders:
+        for path in sorted(Path(folder).rglob("*.tsv")):
+            parts = path.relative_to(folder).parts
+            stage = "data" if folder.endswith("data") else (parts[1] if parts[0].startswith("seed_") else parts[0])
+            if stage == "metrics.tsv":
+                stage = "metrics"
+            table = pd.read_csv(path, sep="\t")
+            rows.append({"stage": stage.removesuffix(".tsv"), "seconds": float(table["s"].iloc[-1]),
+                         "cpu_seconds": float(table["cpu_time"].iloc[-1]) if "cpu_time" in table else float("nan")})
+    return pd.DataFrame(rows, columns=["stage", "seconds", "cpu_seconds"])
+
+
+with job_logging(smk.log[0]):
+    extra = [f for f in smk.params.config_files if Path(f).as_posix() != "config/config.yaml"]
+    command = "snakemake --cores all" + "".join(f" --configfile {f}" for f in extra)
+    text = summary_markdown(
+        command=command, tree=smk.wildcards.tree,
+        hypotheses=pd.read_csv(smk.input.hypotheses), premise=pd.read_csv(smk.input.premise),
+        selection=pd.read_csv(smk.input.selection), work=pd.read_csv(smk.input.work),
+        times=_times(smk.params.benchmarks, smk.params.data_benchmarks),
+        confidence=smk.params.confidence,
+        config_name="config/config.yaml" + "".join(f", overridden by {f}" for f in extra))
+    with atomic_path(smk.output[0]) as tmp:
+        tmp.write_text(text, encoding="utf-8")
