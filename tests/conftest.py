@@ -93,7 +93,7 @@ def _interrupt_after_first_epoch(repo: Path) -> dict:
     out, _ = proc.communicate(timeout=600)
     shutil.rmtree(barrier, ignore_errors=True)
     role = label.split(" ")[0]
-    logs = sorted((repo / "logs/train").rglob(f"{role}*.log")) if role else []
+    logs = sorted(repo.glob(f"logs/**/train/{role}.log")) if role else []
     return {"reached": label or None, "resume_saved": resume_saved, "returncode": proc.returncode,
             "output": out, "job_log": "".join(p.read_text(errors="replace") for p in logs),
             "left": sorted(p.name for p in job_dir.iterdir()) if job_dir and job_dir.exists() else []}

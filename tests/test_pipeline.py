@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, SMOKE, smoke_reference_run, snakemake
+from kdconcepts.schedule import late_epochs
 
 
 def _jobs(dry_run_stdout: str) -> dict[str, int]:
@@ -22,25 +23,29 @@ def test_default_dag_dry_run(repo_copy):
     assert run.returncode == 0, run.stderr[-3000:]
     cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())
     jobs = _jobs(run.stdout)
-    n_layers, n_ckpt = len(cfg["layers"]), len(cfg["checkpoints"])
-    assert jobs["quantify_checkpoint"] == 2 * n_layers * n_ckpt
-    assert jobs["quantify_teacher"] == n_layers
-    for rule in ("data", "teacher", "distilled_student", "baseline", "metrics", "table",
-                 "figure_entropy_maps", "figure_concepts_vs_distance", "all"):
+    seeds, layers, networks = len(cfg["seeds"]), len(cfg["layers"]), len(cfg["networks"])
+    late = late_epochs(cfg["checkpoints"], cfg["metrics"]["late_fraction"])
+    # Before the first round's verdicts exist, the plan holds round 0 of every seed and layer.
+    assert jobs["quantify_late"] == seeds * layers * networks * len(late)
+    assert jobs["round_verdict"] == seeds * layers
+    for rule in ("teacher", "distilled_student", "baseline", "metrics"):
+        assert jobs[rule] == seeds * (layers if rule == "distilled_student" else 1), rule
+    for rule in ("data_synthetic", "pool", "table", "summary", "figure_entropy_maps",
+                 "figure_concepts_vs_distance", "figure_differences", "all"):
         assert rule in jobs, rule
 
 
 def test_bad_config_stops_before_any_job(repo_copy):
     cfg = yaml.safe_load((repo_copy / SMOKE).read_text())
     cfg["quantify"]["stepz"] = 5
-    cfg["seed"] = "zero"
+    cfg["seeds"] = "zero"
     (repo_copy / "bad.yaml").write_text(yaml.safe_dump(cfg))
     run = snakemake(repo_copy, "--cores", "1", "--configfile", "bad.yaml")
     assert run.returncode != 0
     err = run.stderr + run.stdout
     assert "Invalid configuration" in err
     assert "quantify.stepz" in err and "boost_after" in err     # names key and allowed keys
-    assert "seed = 'zero' has the wrong type" in err
+    assert "seeds = 'zero' has the wrong type" in err
     assert not (repo_copy / "results").exists()
 
 
@@ -68,7 +73,7 @@ def test_interrupted_run_leaves_no_finished_outputs(smoke):
     # ... and the next run (with --rerun-incomplete, as `make reproduce`) resumed and finished.
     assert completed.returncode == 0, (completed.stdout + completed.stderr)[-6000:]
     role = interrupted["reached"].split(" ")[0]
-    resumed = "".join(p.read_text() for p in (repo / "logs/train").rglob(f"{role}*.log"))
+    resumed = "".join(p.read_text() for p in repo.glob(f"logs/**/train/{role}.log"))
     assert f"resuming {role} from phase" in resumed
 
 
@@ -76,31 +81,50 @@ def test_interrupted_run_leaves_no_finished_outputs(smoke):
 def test_smoke_pipeline_end_to_end(smoke, tmp_path):
     repo_copy, _, run = smoke
     assert run.returncode == 0, (run.stdout + run.stderr)[-6000:]
+    results = repo_copy / "results"
 
-    metrics = pd.read_csv(repo_copy / "results/tables/metrics.csv")
-    assert set(metrics["network"]) == {"teacher", "distilled_student", "baseline"}
-    assert (metrics["n_fg"] >= 0).all() and (metrics["n_bg"] >= 0).all()
-    assert metrics["lambda"].between(0, 1).all()
-    assert metrics["test_accuracy"].between(0, 1).all()
-    analysed = metrics[metrics["network"] != "teacher"]
-    assert (metrics["n_fg"] + metrics["n_bg"] > 0).any(), "no concept at all: sigma never moved"
-    # rho is undefined (NaN) for a network with no concept at any checkpoint.
-    assert analysed["rho_all"].dropna().between(0, 1).all() and (analysed["d_mean"] >= 0).all()
-    assert (analysed["d_var"] - analysed["d_std"] ** 2).abs().max() < 1e-9
-    hypotheses = pd.read_csv(repo_copy / "results/tables/hypotheses.csv")
-    assert len(hypotheses) == 6 and hypotheses["held"].dtype == bool
-    per_image = pd.read_csv(repo_copy / "results/tables/per_image.csv")
-    assert per_image["h_bar"].notna().all()
+    # Per seed: the six metrics of every network, the per-image rows they average, the verdicts.
+    for seed in (0, 1):
+        metrics = pd.read_csv(results / f"seed_{seed}/tables/metrics.csv")
+        assert set(metrics["network"]) == {"teacher", "distilled_student", "baseline"}
+        assert (metrics["n_fg"] >= 0).all() and metrics["lambda"].between(0, 1).all()
+        assert metrics["test_accuracy"].between(0, 1).all()
+        analysed = metrics[metrics["network"] != "teacher"]
+        assert analysed["rho_all"].dropna().between(0, 1).all() and (analysed["d_mean"] >= 0).all()
+        assert (analysed["d_var"] - analysed["d_std"] ** 2).abs().max() < 1e-9
+        images = pd.read_csv(results / f"seed_{seed}/tables/images.csv")
+        for row in metrics.itertuples():  # every network number is the mean of its image rows
+            rows = images[(images["layer"] == row.layer) & (images["network"] == row.network)]
+            assert row.n_fg == pytest.approx(rows["n_fg"].mean()) and row.n_images == len(rows)
+        hypotheses = pd.read_csv(results / f"seed_{seed}/tables/hypotheses.csv")
+        assert len(hypotheses) == 6 and hypotheses["held"].dtype == bool
+        per_image = pd.read_csv(results / f"seed_{seed}/tables/per_image.csv")
+        assert per_image["h_bar"].notna().all() and "target_reached" in per_image
 
-    tex = (repo_copy / "results/tables/table.tex").read_text()
-    assert "Distilled student" in tex and r"\toprule" in tex
-    for fig in ("entropy_maps", "concepts_vs_distance"):
-        assert (repo_copy / f"results/figures/conv/{fig}.png").stat().st_size > 5000
-    for log in ("logs/metrics/metrics.log", "logs/benchmarks/metrics.tsv"):
+    # Pooled over the two seeds: one row per metric, with its interval and verdict.
+    pooled = pd.read_csv(results / "tables/hypotheses.csv")
+    assert set(pooled["metric"]) == {"n_fg", "n_bg", "lambda", "d_mean", "d_std", "d_var", "rho"}
+    assert (pooled["n_seeds"] == 2).all()
+    assert set(pooled["verdict"]) <= {"held", "not significant", "reversed"}
+    assert (pooled["ci_low"] <= pooled["difference"]).all() and (pooled["difference"] <= pooled["ci_high"]).all()
+    premise = pd.read_csv(results / "tables/premise.csv")
+    assert list(premise["seed"]) == [0, 1] and {"teacher", "baseline", "teacher_minus_baseline"} <= set(premise)
+    summary = (results / "summary.md").read_text()
+    assert "## Premise" in summary and "## Verdicts" in summary and "sample_passes" in summary
+    assert "snakemake --cores all --configfile tests/configs/smoke.yaml" in summary
+    work = pd.read_csv(results / "tables/work.csv")
+    assert (work.loc[work["network"] != "sigma_f check", "sample_passes"] > 0).all()
+    assert {"teacher", "distilled_student", "baseline", "sigma_f check"} == set(work["network"])
+
+    tex = (results / "tables/table.tex").read_text()
+    assert "Distilled student" in tex and "toprule" in tex and "Premise" in tex
+    for fig in ("entropy_maps", "concepts_vs_distance", "differences"):
+        assert (results / f"figures/conv/{fig}.png").stat().st_size > 5000
+    for log in ("logs/results/seed_0/metrics.log", "logs/benchmarks/results/seed_0/metrics.tsv"):
         assert (repo_copy / log).exists(), log
 
     if shutil.which("pdflatex"):
-        shutil.copy(repo_copy / "results/tables/table.tex", tmp_path / "table.tex")
+        shutil.copy(results / "tables/table.tex", tmp_path / "table.tex")
         doc = tmp_path / "doc.tex"
         doc.write_text("\\documentclass{article}\\usepackage{booktabs}\\begin{document}"
                        "\\input{table.tex}\\end{document}\n")
@@ -110,7 +134,7 @@ def test_smoke_pipeline_end_to_end(smoke, tmp_path):
 
     # Nothing changed: nothing to do.
     again = snakemake(repo_copy, "-n", "--cores", "2", "--configfile", SMOKE)
-    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr, again.stdout[-3000:]
 
     # A figure-only setting reruns the figures and nothing upstream.
     cfg = yaml.safe_load((repo_copy / SMOKE).read_text())
@@ -118,9 +142,20 @@ def test_smoke_pipeline_end_to_end(smoke, tmp_path):
     (tmp_path / "fig.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     changed = snakemake(repo_copy, "-n", "--cores", "2", "--configfile", str(tmp_path / "fig.yaml"))
     assert changed.returncode == 0, changed.stderr[-3000:]
-    assert set(_jobs(changed.stdout)) == {"figure_entropy_maps", "figure_concepts_vs_distance", "all"}
+    assert set(_jobs(changed.stdout)) == {"figure_entropy_maps", "figure_concepts_vs_distance",
+                                          "figure_differences", "all"}
+
+    # Another seed: only that seed's jobs and the pooled ones.
+    cfg = yaml.safe_load((repo_copy / SMOKE).read_text())
+    cfg["seeds"] = [0, 1, 2]
+    (tmp_path / "seeds.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    more = snakemake(repo_copy, "-n", "--cores", "2", "--configfile", str(tmp_path / "seeds.yaml"))
+    assert more.returncode == 0, more.stderr[-3000:]
+    outputs = re.findall(r"^\s+output: (.+)$", more.stdout, flags=re.M)
+    per_seed = [o for o in outputs if "/seed_" in o]
+    assert per_seed and all("/seed_2/" in o for o in per_seed), per_seed
 
     report = snakemake(repo_copy, "--configfile", SMOKE, "--report", str(tmp_path / "report.html"))
     assert report.returncode == 0, report.stderr[-3000:]
     html = (tmp_path / "report.html").read_text(errors="replace")
-    assert "concepts_vs_distance" in html and "entropy_maps" in html
+    assert "concepts_vs_distance" in html and "entropy_maps" in html and "differences" in html

@@ -7,39 +7,56 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kdconcepts.metrics import compare_hypotheses
-from kdconcepts.report import latex_table, plot_concepts_vs_distance, plot_entropy_maps
+from kdconcepts.metrics import pooled_hypotheses, seed_differences
+from kdconcepts.report import latex_table, plot_concepts_vs_distance, plot_differences, plot_entropy_maps, plot_sweep
 
 
-def _metrics():
+def _images(shift=1.0, seeds=(0, 1, 2), n=8):
+    """Per-image rows of three seeds: the student ``shift`` above the baseline on every metric."""
+    rng = np.random.default_rng(0)
     rows = []
-    for net, shift in (("teacher", 0.0), ("distilled_student", 1.0), ("baseline", 0.0)):
-        rows.append({"dataset": "synthetic", "architecture": "small_vgg", "layer": "conv",
-                     "network": net, "n_fg": 4.0 + shift, "n_bg": 9.0 - shift,
-                     "lambda": 0.3 + 0.1 * shift, "d_mean": 2.0 + shift, "d_var": 0.5,
-                     "d_std": 0.7, "rho": 0.4 + 0.1 * shift, "test_accuracy": 0.9})
+    for seed in seeds:
+        for k in range(n):
+            base = {"n_fg": rng.integers(2, 6), "n_bg": rng.integers(2, 6), "lambda": rng.uniform(0.2, 0.5),
+                    "d": rng.uniform(0.1, 1.0), "rho": rng.uniform(0.3, 0.6)}
+            for network, delta in (("distilled_student", shift), ("baseline", 0.0)):
+                rows.append({"seed": seed, "layer": "conv", "network": network, "image_id": f"i{k}",
+                             "n_fg": base["n_fg"] + 2 * delta, "n_bg": base["n_bg"] - delta,
+                             "lambda": base["lambda"] + 0.1 * delta, "d": base["d"] * (1 - 0.5 * delta),
+                             "rho": base["rho"] + 0.1 * delta, "m_hat": 2, "rho_bg": 0.5, "rho_all": 0.5})
     return pd.DataFrame(rows)
 
 
-def test_latex_table_layout_bold_and_marks():
-    metrics = _metrics()
-    tex = latex_table(metrics, compare_hypotheses(metrics))
+def _premise(teacher=0.9):
+    return pd.DataFrame({"seed": [0, 1, 2], "teacher": [teacher] * 3, "distilled_student": [0.85] * 3,
+                         "baseline": [0.75] * 3, "teacher_minus_baseline": [teacher - 0.75] * 3})
+
+
+def test_latex_table_shows_intervals_verdicts_and_the_premise():
+    hypotheses = pooled_hypotheses(_images(), ["distilled_student"], resamples=500)
+    tex = latex_table(hypotheses, _premise(), dataset="synthetic", architecture="small_vgg")
     assert r"\toprule" in tex and r"\midrule" in tex and r"\bottomrule" in tex
     assert r"$N_{\mathrm{fg}}\uparrow$" in tex and r"$D_{\mathrm{mean}}\downarrow$" in tex
     student = next(line for line in tex.splitlines() if "Distilled student" in line)
-    baseline = next(line for line in tex.splitlines() if line.lstrip().startswith("& Baseline"))
-    assert r"\textbf{5.00}$^{\surd}$" in student            # N_fg held
-    assert r"3.000$^{\times}$" in student                     # D_mean failed, not bold
-    assert r"\textbf{2.000}" in baseline                      # baseline better on D_mean
-    assert "Teacher" not in tex
+    assert student.count(r"$^{\surd}$") == 7  # every direction held, with intervals
+    assert student.count(r"\scriptsize[") == 7
+    assert any(r"$\Delta$ vs baseline" in line for line in tex.splitlines())
+    assert "teacher 0.900" in tex and "PREMISE NOT MET" not in tex
+    weak = latex_table(hypotheses, _premise(teacher=0.7))
+    assert "PREMISE NOT MET" in weak
+    # A row where the paper's direction did not hold is shown, marked, never dropped.
+    reversed_ = pooled_hypotheses(_images(shift=-1.0), ["distilled_student"], resamples=500)
+    tex = latex_table(reversed_, _premise())
+    student = next(line for line in tex.splitlines() if "Distilled student" in line)
+    assert student.count(r"$^{\times}$") == 7
 
 
 @pytest.mark.skipif(shutil.which("pdflatex") is None,
                     reason="pdflatex not installed (apt-get install texlive-latex-base "
                            "texlive-latex-recommended); .ci/run installs it")
 def test_latex_table_compiles(tmp_path):
-    metrics = _metrics()
-    (tmp_path / "table.tex").write_text(latex_table(metrics, compare_hypotheses(metrics)))
+    hypotheses = pooled_hypotheses(_images(), ["distilled_student"], resamples=200)
+    (tmp_path / "table.tex").write_text(latex_table(hypotheses, _premise(teacher=0.7)))
     (tmp_path / "doc.tex").write_text(
         "\\documentclass{article}\\usepackage{booktabs}\\begin{document}"
         "\\input{table.tex}\\end{document}\n")
@@ -47,6 +64,20 @@ def test_latex_table_compiles(tmp_path):
                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout[-2000:]
     assert (tmp_path / "doc.pdf").stat().st_size > 1000
+
+
+def test_differences_and_sweep_figures_render(tmp_path):
+    images = _images()
+    differences = pd.concat([seed_differences(images, ["distilled_student"], resamples=200).astype({"seed": object}),
+                             pooled_hypotheses(images, ["distilled_student"], resamples=200).assign(seed="pooled")])
+    fig = plot_differences(differences, "conv")
+    fig.savefig(tmp_path / "d.png")
+    assert len(fig.axes) == 7 and (tmp_path / "d.png").stat().st_size > 5000
+    sweep = pd.concat([pooled_hypotheses(_images(shift=s), ["distilled_student"], resamples=200).assign(value=v)
+                       for v, s in ((0.0, 0.0), (0.6, 0.5), (0.9, 1.0))])
+    fig = plot_sweep(sweep, "background_bias")
+    fig.savefig(tmp_path / "s.png")
+    assert (tmp_path / "s.png").stat().st_size > 5000
 
 
 def test_figures_render(tmp_path):

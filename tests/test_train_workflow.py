@@ -22,23 +22,57 @@ def _jobs(stdout: str) -> dict[str, int]:
     return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.M) if m[1] != "total"}
 
 
-def test_paper_configs_cover_every_dataset_and_network():
+# SPEC section 7 (the authors' code), typed in here from the SPEC, not from the generator:
+# (start, end) learning rates per run and family, 150 epochs each.
+SPEC7 = {
+    "vgg": {"teacher": (1e-3, 1e-4), "baseline": (1e-2, 1e-3), "fc1": (1e-4, 1e-5), "fc2": (1e-3, 1e-4),
+            "head": 1e-3},
+    "resnet": {"teacher": (1e-2, 1e-3), "baseline": (1e-1, 1e-2), "fc1": (10.0, 0.1), "fc2": (1e-1, 1e-2),
+               "head": 1e-2},
+}
+CHOSEN_CONV = (1e-2, 1e-3)  # no rate in the authors' code: ours, marked (chosen)
+
+
+def test_paper_configs_follow_the_paper_and_the_authors_code():
     expected = {f"config/paper/{d}_{n}.yaml" for d in ("cub", "voc", "ilsvrc")
                 for n in ("alexnet", "vgg11", "vgg16", "vgg19", "resnet50", "resnet101", "resnet152")}
     assert set(PAPER_CONFIGS) == expected
     for path in PAPER_CONFIGS:
-        cfg = yaml.safe_load((ROOT / path).read_text())
+        text = (ROOT / path).read_text()
+        cfg = yaml.safe_load(text)
         dataset, arch = Path(path).stem.split("_")
+        spec = SPEC7["resnet" if arch.startswith("resnet") else "vgg"]
         assert cfg["architecture"] == arch and cfg["dataset"]["name"] == dataset
         assert cfg["dataset"]["root"] == f"data/prepared/{dataset}"
         assert cfg["dataset"]["dvc_stage"] == f"prepare_{dataset}"
         assert cfg["teacher"]["init"] == "imagenet" and cfg["dataset"]["pretrain_root"] is None
         assert cfg["checkpoints"] == [0, 2, 5, 10, 15, 20, 25, 30, 40, 50, 70, 90, 110, 130, 150]
-        assert cfg["distilled_student"]["epochs"] == cfg["baseline"]["epochs"] == 150
-        for section in (cfg["distilled_student"], cfg["baseline"]):
-            assert section["batch_size"] == 64 and section["lr_start"] == pytest.approx(10 * section["lr_end"])
+        assert cfg["seeds"] == [0] and cfg["layers"] == ["conv", "fc1", "fc2"]
+        teacher, baseline, student = cfg["teacher"]["finetune"], cfg["baseline"], cfg["distilled_student"]
+        assert teacher["epochs"] == baseline["epochs"] == student["epochs"] == 150
+        assert (teacher["lr_start"], teacher["lr_end"]) == pytest.approx(spec["teacher"]), path
+        assert (baseline["lr_start"], baseline["lr_end"]) == pytest.approx(spec["baseline"]), path
+        for layer in ("fc1", "fc2"):
+            assert (student["lr_start"][layer], student["lr_end"][layer]) == pytest.approx(spec[layer]), (path, layer)
+        assert (student["lr_start"]["conv"], student["lr_end"]["conv"]) == pytest.approx(CHOSEN_CONV)
+        head = student["head"]
+        assert head["epochs"] == 100 and head["lr"] == pytest.approx(spec["head"])
+        assert (head["plateau_factor"], head["plateau_patience"]) == (0.3, 10)
+        assert cfg["augment"] == ({"hflip": False, "crop_resize": None} if dataset == "cub"
+                                  else {"hflip": True, "crop_resize": 256})
         assert cfg["quantify"]["lam"] == (6.0 if arch.startswith("resnet") else 7.0)
+        assert cfg["quantify"]["candidates"] == 500 and cfg["metrics"]["effective"] == 50
         assert cfg["resources"]["gpus"] >= 1
+        # The marks: the authors' values are marked, and the one chosen rate says so.
+        assert text.count("(authors' code)") >= 6 and "conv: 0.01             # (chosen)" in text
+
+
+def test_generated_configs_are_up_to_date():
+    import subprocess
+    import sys
+    run = subprocess.run([sys.executable, str(ROOT / "config/make_configs.py"), "--check"],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
 
 
 def _dry_run(repo, config):
@@ -49,12 +83,14 @@ def _dry_run(repo, config):
     layers = len(cfg["layers"])
     assert jobs["teacher"] == 1 and jobs["baseline"] == 1
     assert jobs["distilled_student"] == layers
-    assert jobs.get("teacher_features", 0) == (0 if cfg["augment"]["hflip"] else layers)
-    assert jobs["quantify_checkpoint"] == 2 * layers * len(cfg["checkpoints"])
+    augmented = cfg["augment"]["hflip"] or cfg["augment"]["crop_resize"] is not None
+    assert jobs.get("teacher_features", 0) == (0 if augmented else layers)
+    late = [e for e in cfg["checkpoints"] if e >= 0.25 * cfg["checkpoints"][-1]]
+    assert jobs["quantify_late"] == 2 * layers * len(late) and jobs["round_verdict"] == layers
     # The declared outputs follow the checkpoint list.
     for epoch in cfg["checkpoints"]:
-        assert f"results/train/baseline/epoch_{epoch:03d}.pt" in run.stdout
-        assert f"results/train/distilled_student/fc1/epoch_{epoch:03d}.pt" in run.stdout
+        assert f"results/seed_0/train/baseline/epoch_{epoch:03d}.pt" in run.stdout
+        assert f"results/seed_0/train/{'distilled_student/' + cfg['layers'][0]}/epoch_{epoch:03d}.pt" in run.stdout
     return run
 
 

@@ -88,6 +88,8 @@ def _describe(error: jsonschema.ValidationError) -> str:
         return f"missing key at {where}: {error.message}"
     if error.validator == "oneOf":
         return f"{where} = {error.instance!r}: {error.schema.get('description', error.message)}"
+    if where != "<top level>" and not isinstance(error.instance, (dict, list)):
+        return f"{where} = {error.instance!r}: {error.message}"
     return f"{where}: {error.message}"
 
 

@@ -313,7 +313,10 @@ def run_stage(argv: Sequence[str] | None, *, key: str, prepare: Callable[..., Pa
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"),
                         help=f"params file with a top-level '{key}' mapping")
+    parser.add_argument("--key", default=key,
+                        help=f"the params file's key to read (default {key}; e.g. {key}_quick)")
     args = parser.parse_args(argv)
+    key = args.key
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
     with open(args.params, encoding="utf-8") as fh:

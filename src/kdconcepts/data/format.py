@@ -92,6 +92,7 @@ class LabelledImages:
         labels: int64 [N], class indices.
         ids: Image ids (file stems), in canonical order.
         meta: The dataset's ``meta.json``.
+        skipped: (id, reason) of rows left out (only with ``on_bad="skip"``).
     """
 
     images: torch.Tensor
@@ -99,6 +100,7 @@ class LabelledImages:
     labels: torch.Tensor
     ids: list[str]
     meta: dict[str, Any] = field(repr=False)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -190,8 +192,8 @@ def read_index(root: str | os.PathLike, num_classes: int | None = None,
     return rows
 
 
-def load_split(root: str | os.PathLike, split: str, *, normalize: bool = True
-               ) -> LabelledImages:
+def load_split(root: str | os.PathLike, split: str, *, normalize: bool = True,
+               on_bad: str = "raise") -> LabelledImages:
     """Load one split of a prepared dataset into memory.
 
     Images x are scaled to [0, 1] and, by default, normalised per channel:
@@ -201,19 +203,25 @@ def load_split(root: str | os.PathLike, split: str, *, normalize: bool = True
         root: Prepared dataset folder.
         split: ``"train"`` or ``"test"``.
         normalize: Apply the mean/std normalisation (False: images in [0, 1]).
+        on_bad: ``"raise"`` (default): a missing, unreadable or mis-sized image or mask is an
+            error naming the file; ``"skip"``: leave that row out and record it in
+            ``skipped`` (for ad-hoc use such as ``kdconcepts quantify --skip-bad``).
 
     Returns:
         A :class:`LabelledImages` in the canonical (index.csv) order.
 
     Raises:
         FileNotFoundError: Folder, meta.json, index.csv, an image or a mask is missing.
-        DatasetFormatError: Bad meta or row, an image or mask of the wrong size or mode,
-            or no row in the split.
+        DatasetFormatError: Bad meta or row, an image or mask that cannot be read (truncated,
+            not a PNG) or has the wrong size or mode, or no row in the split; the message names
+            the file.
     """
     import torch
 
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if on_bad not in ("raise", "skip"):
+        raise ValueError(f"on_bad must be 'raise' or 'skip', got {on_bad!r}")
     root = Path(root)
     meta = read_meta(root)
     size = int(meta["image_size"])
@@ -223,9 +231,22 @@ def load_split(root: str | os.PathLike, split: str, *, normalize: bool = True
         raise DatasetFormatError(f"{root}/index.csv has no row with split {split!r}")
     images = np.empty((len(rows), size, size, 3), dtype=np.uint8)
     masks = np.empty((len(rows), size, size), dtype=bool)
-    for i, row in enumerate(rows):
-        images[i] = _read_png(root / "images" / f"{row.id}.png", size, ("RGB",))
-        masks[i] = _read_png(root / "masks" / f"{row.id}.png", size, ("L", "1")) >= 128
+    kept, skipped = [], []
+    for row in rows:
+        try:
+            image = _read_png(root / "images" / f"{row.id}.png", size, ("RGB",))
+            mask = _read_png(root / "masks" / f"{row.id}.png", size, ("L", "1")) >= 128
+        except (FileNotFoundError, DatasetFormatError) as error:
+            if on_bad == "raise":
+                raise
+            skipped.append((row.id, str(error)))
+            continue
+        images[len(kept)], masks[len(kept)] = image, mask
+        kept.append(row)
+    if not kept:
+        raise DatasetFormatError(f"{root}: no readable image in split {split!r} "
+                                 f"({len(skipped)} skipped, first: {skipped[0][1]})")
+    rows, images, masks = kept, images[:len(kept)], masks[:len(kept)]
     image_tensor = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0)
     if normalize:
         mean = torch.tensor(meta["mean"], dtype=torch.float32).view(1, 3, 1, 1)
@@ -237,6 +258,7 @@ def load_split(root: str | os.PathLike, split: str, *, normalize: bool = True
         labels=torch.tensor([row.label for row in rows], dtype=torch.int64),
         ids=[row.id for row in rows],
         meta=meta,
+        skipped=skipped,
     )
 
 
@@ -457,13 +479,19 @@ def _check_record(record: PreparedRecord, size: int | None, num_classes: int,
 def _read_png(path: Path, size: int, modes: tuple[str, ...]) -> np.ndarray:
     if not path.is_file():
         raise FileNotFoundError(f"missing {path}")
-    with Image.open(path) as img:
-        if img.mode not in modes:
-            raise DatasetFormatError(f"{path}: mode {img.mode}, expected {' or '.join(modes)}")
-        if img.size != (size, size):
-            raise DatasetFormatError(f"{path}: size {img.size[0]}x{img.size[1]}, expected "
-                                     f"{size}x{size} (meta image_size)")
-        array = np.asarray(img.convert("L") if img.mode == "1" else img)
+    try:
+        with Image.open(path) as img:
+            if img.mode not in modes:
+                raise DatasetFormatError(f"{path}: mode {img.mode}, expected {' or '.join(modes)}")
+            if img.size != (size, size):
+                raise DatasetFormatError(f"{path}: size {img.size[0]}x{img.size[1]}, expected "
+                                         f"{size}x{size} (meta image_size)")
+            # Pixels are decoded here: a truncated file fails now, not at Image.open.
+            array = np.asarray(img.convert("L") if img.mode == "1" else img)
+    except DatasetFormatError:
+        raise
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise DatasetFormatError(f"{path}: cannot be read as an image ({error})") from None
     return array
 
 

@@ -356,18 +356,24 @@ def _habitats_csv(habitats_drawn: list[tuple[str, int]]) -> str:
     return out.getvalue()
 
 
-def generate(out_dir: str | Path, params: dict[str, Any] | None = None) -> dict[str, Path]:
+def generate(out_dir: str | Path, params: dict[str, Any] | None = None,
+             sets: tuple[str, ...] = ("pretrain", "target")) -> dict[str, Path]:
     """Generate the pre-training and target sets into ``out_dir/pretrain`` and ``/target``.
 
     Args:
         out_dir: Parent folder (e.g. ``data/synthetic``).
         params: The ``synthetic`` section of params.yaml; missing keys take
             :data:`DEFAULT_PARAMS`.
+        sets: which of the two sets to write (each set's images depend only on its own
+            parameters and seeds, so writing one alone gives the same files).
 
     Returns:
-        ``{"pretrain": path, "target": path}`` of the written prepared datasets.
+        ``{set name: path}`` of the written prepared datasets.
     """
     params = resolve_params(params)
+    unknown = set(sets) - set(SET_CODES)
+    if unknown or not sets:
+        raise ValueError(f"sets must be a non-empty subset of {sorted(SET_CODES)}, got {sets}")
     out_dir = Path(out_dir)
     pretrain_combos = class_combinations(params["pretrain"]["num_classes"], residue=0)
     target_residue = 2 if params["target"]["combinations"] == "new" else 0
@@ -377,6 +383,8 @@ def generate(out_dir: str | Path, params: dict[str, Any] | None = None) -> dict[
     }
     written = {}
     for set_name, combos in combos_by_set.items():
+        if set_name not in sets:
+            continue
         section = params[set_name]
         total = (section["train_per_class"] + section["test_per_class"]) * len(combos)
         habitats_drawn: list[tuple[str, int]] = []
@@ -411,14 +419,24 @@ def main(argv: list[str] | None = None) -> int:
                         help="YAML file with a 'synthetic' section")
     parser.add_argument("--out", type=Path, default=Path("data/synthetic"),
                         help="output folder (gets pretrain/ and target/)")
+    parser.add_argument("--sets", default="pretrain,target",
+                        help="comma-separated sets to write (default both)")
+    parser.add_argument("--target-bias", type=float, default=None,
+                        help="override target.background_bias (the bias ablation's DVC stage)")
     args = parser.parse_args(argv)
     if not args.params.is_file():
         parser.error(f"params file not found: {args.params}")
     document = yaml.safe_load(args.params.read_text(encoding="utf-8")) or {}
     if "synthetic" not in document:
         parser.error(f"{args.params} has no 'synthetic' section")
+    params = copy.deepcopy(document["synthetic"])
+    if args.target_bias is not None:
+        params.setdefault("target", {})["background_bias"] = args.target_bias
     start = time.perf_counter()
-    written = generate(args.out, document["synthetic"])
+    try:
+        written = generate(args.out, params, sets=tuple(s for s in args.sets.split(",") if s))
+    except ValueError as error:
+        parser.error(str(error))
     print(f"wrote {', '.join(str(p) for p in written.values())} "
           f"in {time.perf_counter() - start:.1f} s", file=sys.stderr)
     return 0

@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--split", choices=("train", "test", "all"), default="all",
                         help="prepared dataset: which split (default all)")
+    parser.add_argument("--skip-bad", action="store_true",
+                        help="leave out unreadable or mis-sized images and masks (listed in "
+                             "skipped.csv) instead of stopping with an error naming the file")
     parser.add_argument("--limit", type=int, default=None, help="first N images only")
     parser.add_argument("--image-size", type=int, default=None,
                         help="resize plain-folder images to this size")
@@ -101,73 +104,121 @@ def _load_model(args: argparse.Namespace, device: torch.device):
     if not path.is_file():
         raise SystemExit(f"no cached weights for {name} at {path}; place the file there "
                          f"or use --no-weights (this command never downloads)")
+    from kdconcepts.checkpoints import safe_torch_load
     model = torchvision.models.get_model(name, weights=None)
-    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    model.load_state_dict(safe_torch_load(path))
     return model.eval(), args.layer, None, "imagenet"
 
 
 def _read_rgb(path: Path, size: int | None) -> np.ndarray:
     from PIL import Image
-    with Image.open(path) as image:
-        image = image.convert("RGB")
-        if size is not None and image.size != (size, size):
-            image = image.resize((size, size), Image.BILINEAR)
-        return np.asarray(image, dtype=np.uint8)
+    try:
+        with Image.open(path) as image:
+            image = image.convert("RGB")
+            if size is not None and image.size != (size, size):
+                image = image.resize((size, size), Image.BILINEAR)
+            return np.asarray(image, dtype=np.uint8)
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ValueError(f"{path}: cannot be read as an image ({error})") from None
 
 
 def _read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
     from PIL import Image
-    with Image.open(path) as mask:
-        mask = mask.convert("L")
-        if mask.size != (shape[1], shape[0]):
-            mask = mask.resize((shape[1], shape[0]), Image.NEAREST)
-        return np.asarray(mask) >= 128
+    try:
+        with Image.open(path) as mask:
+            mask = mask.convert("L")
+            if mask.size != (shape[1], shape[0]):
+                mask = mask.resize((shape[1], shape[0]), Image.NEAREST)
+            return np.asarray(mask) >= 128
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ValueError(f"{path}: cannot be read as a mask ({error})") from None
 
 
-def load_images(root: Path, split: str, size: int | None, normalize: str
-                ) -> tuple[torch.Tensor, torch.Tensor | None, list[str]]:
-    """Images [N,3,S,S] (normalised), masks [N,S,S] bool or None, ids, from a folder."""
+def load_images(root: Path, split: str, size: int | None, normalize: str, skip_bad: bool = False
+                ) -> tuple[torch.Tensor, torch.Tensor | None, list[str], list[tuple[str, str]]]:
+    """Images [N,3,S,S] (normalised), masks [N,S,S] bool or None, ids, and the (file, reason)
+    of images left out (only with ``skip_bad``), from a folder.
+
+    A bad image or mask is an error naming the file, unless ``skip_bad``.
+    """
     if not root.is_dir():
         raise SystemExit(f"image folder not found: {root}")
-    if (root / "meta.json").is_file() and (root / "index.csv").is_file():
-        from kdconcepts.data import load_split
-        splits = ("train", "test") if split == "all" else (split,)
-        parts = []
-        for name in splits:
-            try:
-                # auto: the dataset's own mean/std (meta.json)
-                parts.append(load_split(root, name, normalize=normalize == "auto"))
-            except Exception as error:  # a prepared set may lack one split
-                if split != "all":
-                    raise
-                log.info("skipping split %s: %s", name, error)
-        if not parts:
-            raise SystemExit(f"no images in {root}")
+    if (root / "meta.json").is_file() != (root / "index.csv").is_file():
+        present, absent = (("meta.json", "index.csv") if (root / "meta.json").is_file()
+                           else ("index.csv", "meta.json"))
+        raise SystemExit(f"{root} has {present} but no {absent}: an incomplete prepared dataset. "
+                         f"Read as a plain folder it would lose its normalisation, which changes "
+                         f"every map; restore {absent} (or prepare the dataset again)")
+    if (root / "meta.json").is_file():
+        from kdconcepts.data import DatasetFormatError, load_split, read_index, read_meta
+        try:
+            present = {row.split for row in read_index(root, read_meta(root)["num_classes"])}
+            splits = [name for name in ("train", "test") if name in present] if split == "all" else [split]
+            if not splits:
+                raise SystemExit(f"{root}/index.csv lists no image")
+            if split == "all" and len(splits) < 2:
+                log.info("%s has only a %s split", root, splits[0])
+            # auto: the dataset's own mean/std (meta.json)
+            parts = [load_split(root, name, normalize=normalize == "auto",
+                                on_bad="skip" if skip_bad else "raise") for name in splits]
+        except (DatasetFormatError, FileNotFoundError) as error:
+            raise SystemExit(f"{error}{'' if skip_bad else ' (--skip-bad leaves such images out)'}") from None
         images = torch.cat([p.images for p in parts])
         if normalize == "imagenet":
             images = _normalise(images, IMAGENET_MEAN, IMAGENET_STD)
-        return images, torch.cat([p.masks for p in parts]), [i for p in parts for i in p.ids]
+        skipped = [(i, reason) for p in parts for i, reason in p.skipped]
+        return (images, torch.cat([p.masks for p in parts]), [i for p in parts for i in p.ids], skipped)
     folder = root / "images" if (root / "images").is_dir() else root
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise SystemExit(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
-    arrays = [_read_rgb(p, size) for p in files]
+    mask_dir = root / "masks"
+    if mask_dir.is_dir():
+        missing = [p.stem for p in files if not (mask_dir / f"{p.stem}.png").is_file()]
+        if missing:
+            raise SystemExit(f"masks missing in {mask_dir}: {missing[:5]}")
+    arrays, mask_arrays, kept, skipped = [], [], [], []
+    for path in files:
+        try:
+            array = _read_rgb(path, size)
+            mask = _read_mask(mask_dir / f"{path.stem}.png", array.shape[:2]) if mask_dir.is_dir() else None
+        except ValueError as error:
+            if not skip_bad:
+                raise SystemExit(f"{error} (--skip-bad leaves such images out)") from None
+            skipped.append((str(path), str(error)))
+            continue
+        arrays.append(array)
+        mask_arrays.append(mask)
+        kept.append(path)
+    if not arrays:
+        raise SystemExit(f"no readable image in {folder} ({len(skipped)} skipped)")
     shapes = {a.shape for a in arrays}
     if len(shapes) > 1:
         raise SystemExit(f"images differ in size {sorted(shapes)}; pass --image-size")
     images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 255.0
     if normalize == "imagenet":
         images = _normalise(images, IMAGENET_MEAN, IMAGENET_STD)
-    mask_dir = root / "masks"
-    masks = None
-    if mask_dir.is_dir():
-        mask_files = [mask_dir / f"{p.stem}.png" for p in files]
-        missing = [m.name for m in mask_files if not m.is_file()]
-        if missing:
-            raise SystemExit(f"masks missing in {mask_dir}: {missing[:5]}")
-        masks = torch.from_numpy(np.stack([_read_mask(m, images.shape[-2:])
-                                           for m in mask_files]))
-    return images, masks, [p.stem for p in files]
+    masks = torch.from_numpy(np.stack(mask_arrays)) if mask_dir.is_dir() else None
+    return images, masks, [p.stem for p in kept], skipped
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    """Refuse bad option values before any work, naming the option."""
+    for option in ("limit", "batch_images", "max_batch", "num_classes"):
+        value = getattr(args, option)
+        if value is not None and value < 1:
+            raise SystemExit(f"--{option.replace('_', '-')} must be >= 1, got {value}")
+    if args.image_size is not None and args.image_size < 8:
+        raise SystemExit(f"--image-size must be >= 8, got {args.image_size}")
+    if args.out.exists() and not args.out.is_dir():
+        raise SystemExit(f"--out {args.out} exists and is not a folder")
+    ancestor = args.out
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK):
+        raise SystemExit(f"--out {args.out}: cannot create it in {ancestor}")
+    if args.checkpoint is not None and not args.checkpoint.is_file():
+        raise SystemExit(f"--checkpoint {args.checkpoint}: no such file")
 
 
 def _normalise(images: torch.Tensor, mean, std) -> torch.Tensor:
@@ -195,6 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         stream=sys.stderr)
     if args.no_weights and args.torchvision_model is None:
         raise SystemExit("--no-weights needs --torchvision-model")
+    _check_arguments(args)
     try:
         cfg = SigmaConfig(**{k: getattr(args, k) for k in (
             "grid", "steps", "boost_after", "samples", "lr", "lam", "boost_factor",
@@ -202,11 +254,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         device = resolve_device(args.device)
     except ValueError as error:
         raise SystemExit(str(error)) from error
-    model, node, model_size, default_norm = _load_model(args, device)
+    try:
+        model, node, model_size, default_norm = _load_model(args, device)
+    except ValueError as error:  # unreadable, unsafe or foreign checkpoint: named in the message
+        raise SystemExit(str(error)) from None
     normalize = default_norm if args.normalize == "auto" and not (
         args.images / "meta.json").is_file() else args.normalize
-    images, masks, ids = load_images(args.images, args.split, args.image_size or model_size,
-                                     normalize)
+    images, masks, ids, skipped = load_images(args.images, args.split, args.image_size or model_size,
+                                              normalize, skip_bad=args.skip_bad)
+    if skipped:
+        log.warning("left out %d bad image(s) (--skip-bad), listed in %s: %s", len(skipped),
+                    args.out / "skipped.csv", ", ".join(name for name, _ in skipped[:10]))
     if args.limit is not None:
         images, ids = images[: args.limit], ids[: args.limit]
         masks = None if masks is None else masks[: args.limit]
@@ -225,6 +283,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     table = pd.concat(tables, ignore_index=True)
     args.out.mkdir(parents=True, exist_ok=True)
     _atomic(args.out / "entropy.parquet", lambda tmp: table.to_parquet(tmp, index=False))
+    if skipped:
+        _atomic(args.out / "skipped.csv", lambda tmp: pd.DataFrame(
+            skipped, columns=["image", "reason"]).to_csv(tmp, index=False))
 
     grid = cfg.grid
     entropy = torch.from_numpy(np.stack(table["entropy"].to_list())).view(-1, grid, grid)
