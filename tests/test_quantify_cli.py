@@ -38,7 +38,7 @@ def test_quantify_images_table_is_ready_for_parquet(tmp_path):
     cfg = SigmaConfig(grid=8, steps=5, boost_after=3, samples=3)
     table = quantify_images(model, "conv", x, ["a", "b", "c"], cfg, seed=0, device="cpu")
     assert list(table.columns) == ["image_id", "usable", "sigma_f", "step", "mean_entropy",
-                                   "target_reached", "boosted", "passes", "sample_passes", "entropy"]
+                                   "target_reached", "boosted", "passes", "sample_passes", "entropy", "trace"]
     assert (table["sample_passes"] == table["passes"] * cfg.samples + cfg.samples).all()
     assert table["passes"].iloc[2] == 0 and table["sample_passes"].iloc[2] == cfg.samples
     assert table["image_id"].tolist() == ["a", "b", "c"]

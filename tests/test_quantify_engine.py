@@ -12,7 +12,7 @@ from torch import nn
 from torchvision.models.feature_extraction import create_feature_extractor
 
 from kdconcepts.quantify import SigmaConfig, estimate_sigma
-from kdconcepts.quantify.engine import noise_generator
+from kdconcepts.quantify.engine import noise_generator, settled_last_step
 
 torch.set_num_threads(1)
 
@@ -396,6 +396,8 @@ def test_settled_stop_keeps_the_selected_snapshot_and_saves_steps():
         assert (distance[-FAST.settle_steps:] > best + FAST.settle_margin).all()
         assert not (distance[-FAST.settle_steps - 1:-1] > float(distance[:-1].min()) + FAST.settle_margin).all()
         torch.testing.assert_close(settled.trace[b, : last + 1], full.trace[b, : last + 1])
+        # The benchmark's replay of the rule on the full trace stops at the same step.
+        assert settled_last_step(full.trace[b], SigmaConfig(**{**FAST.__dict__, "stop": "settled"})) == last
 
 
 def test_settled_stop_never_cuts_short_an_image_that_has_not_reached_the_target():

@@ -132,8 +132,9 @@ def dataset_image_size(root: str | Path, stage: str, params_yaml: str | Path) ->
             return int(json.loads(meta.read_text(encoding="utf-8"))["image_size"])
         except (ValueError, KeyError, TypeError):
             return None  # a broken meta.json is reported by the reader, naming the file
-    key = _STAGE_PARAMS.get(stage.split("@")[0])
-    if key is None or not Path(params_yaml).is_file():
+    base = stage.split("@")[0]
+    key = _STAGE_PARAMS.get(base, base)  # a stage's own key (prepare_cub_quick), or its family's
+    if not Path(params_yaml).is_file():
         return None
     section = (yaml.safe_load(Path(params_yaml).read_text(encoding="utf-8")) or {}).get(key) or {}
     size = section.get("image_size")

@@ -124,29 +124,32 @@ def _verdicts_up_to(w):
 
 if EARLY:  # (with every checkpoint late there is nothing to do here)
 
-  rule quantify_early:
-      input:
-          verdicts=_verdicts_up_to,
-          checkpoints=lambda w: [checkpoint_path(w.tree, w.seed, w.network, w.layer, e) for e in EARLY],
-          data=lambda w: data_ready(data_root(w.tree)),
-      output:
-          ["{tree}/seed_{seed}/quantify/{layer}/round_{round}/{network}/epoch_%03d.parquet" % e for e in EARLY],
-      params:
-          settings=_quantify_settings(),
-          data_root=lambda w: data_root(w.tree),
-          # The chosen images of this round: a param, so that wanting more images reruns only the
-          # rounds whose choice changed.
-          images=lambda w, input: chosen_in_round(input.verdicts, int(w.round)),
-          span=_round_span,
-      threads: config["quantify"]["threads"]
-      resources:
-          **compute_resources(),
-      log:
-          "logs/{tree}/seed_{seed}/quantify/{layer}/round_{round}/{network}/early.log",
-      benchmark:
-          "logs/benchmarks/{tree}/seed_{seed}/quantify/{layer}/round_{round}/{network}/early.tsv"
-      script:
-          "../scripts/quantify_chosen.py"
+    # One job per network and round for all its early checkpoints: fewer, longer jobs (a job's
+    # start-up, imports and data loading cost seconds each).
+    rule quantify_early:
+        input:
+            verdicts=_verdicts_up_to,
+            checkpoints=lambda w: [checkpoint_path(w.tree, w.seed, w.network, w.layer, e) for e in EARLY],
+            data=lambda w: data_ready(data_root(w.tree)),
+        output:
+            ["{tree}/seed_{seed}/quantify/{layer}/round_{round}/{network}/epoch_%03d.parquet" % e
+             for e in EARLY],
+        params:
+            settings=_quantify_settings(),
+            data_root=lambda w: data_root(w.tree),
+            # The chosen images of this round: a param, so that wanting more images reruns only
+            # the rounds whose choice changed.
+            images=lambda w, input: chosen_in_round(input.verdicts, int(w.round)),
+            span=_round_span,
+        threads: config["quantify"]["threads"]
+        resources:
+            **compute_resources(),
+        log:
+            "logs/{tree}/seed_{seed}/quantify/{layer}/round_{round}/{network}/early.log",
+        benchmark:
+            "logs/benchmarks/{tree}/seed_{seed}/quantify/{layer}/round_{round}/{network}/early.tsv"
+        script:
+            "../scripts/quantify_chosen.py"
 
 
 rule quantify_teacher:

@@ -84,7 +84,7 @@ class SigmaConfig:
     sigma_min: float = 1e-3
     sigma_max: float = 1.0
     stop: str = "full"
-    settle_margin: float = 0.05
+    settle_margin: float = 0.02
     settle_steps: int = 3
 
     def __post_init__(self) -> None:

@@ -624,6 +624,21 @@ def _select(cfg: SigmaConfig, snapshots: torch.Tensor, trace: torch.Tensor,
                        target_reached=usable & below & above, samples=cfg.samples)
 
 
+def settled_last_step(trace, cfg: SigmaConfig) -> int:
+    """The last step whose snapshot the settled rule records, replayed on one full trace.
+
+    ``trace``: the mean entropy of each recorded snapshot of a ``stop="full"`` run (NaN after
+    it stopped). The settled run is that run cut short, so its snapshots are the trace's first
+    ``settled_last_step + 1``; its selection is the one nearest H* among them.
+    """
+    values = torch.as_tensor(trace, dtype=torch.float64)
+    recorded = int((~torch.isnan(values)).sum())
+    for t in range(recorded):
+        if len(_settled(values[None, : t + 1], cfg, torch.zeros(1, dtype=torch.long))):
+            return t
+    return recorded - 1
+
+
 def _settled(trace: torch.Tensor, cfg: SigmaConfig, images: torch.Tensor) -> torch.Tensor:
     """The images (of ``images``, whose traces so far are ``trace``) that the settled rule
     ends now; see :class:`SigmaConfig` for the rule and why it is safe."""

@@ -14,7 +14,7 @@ from kdconcepts.quantify.config import SigmaConfig
 from kdconcepts.quantify.engine import estimate_sigma
 
 TABLE_COLUMNS = ("image_id", "usable", "sigma_f", "step", "mean_entropy", "target_reached",
-                 "boosted", "passes", "sample_passes", "entropy")
+                 "boosted", "passes", "sample_passes", "entropy", "trace")
 
 log = logging.getLogger("kdconcepts.quantify")
 
@@ -47,7 +47,9 @@ def quantify_images(model: nn.Module, layer: str, images: torch.Tensor,
         False means the map is the nearest the optimisation got, and a warning is logged),
         ``boosted`` (bool), ``passes`` (int, forward+backward passes of K samples),
         ``sample_passes`` (int, single-sample passes: ``passes`` x K + K for sigma_f),
-        ``entropy`` (list of G*G float32, row-major; NaN if unusable).
+        ``entropy`` (list of G*G float32, row-major; NaN if unusable), ``trace`` (list of
+        ``steps`` float64: the mean entropy of each recorded snapshot, NaN after the image
+        stopped; what ``benchmarks/bench_settled.py`` replays the early-stop rule on).
     """
     ids = [str(i) for i in image_ids]
     if len(ids) != images.shape[0]:
@@ -73,4 +75,5 @@ def quantify_images(model: nn.Module, layer: str, images: torch.Tensor,
         "passes": result.passes.numpy().astype(np.int64),
         "sample_passes": result.sample_passes.numpy().astype(np.int64),
         "entropy": list(entropy),
+        "trace": list(result.trace.numpy().astype(np.float64)),
     }, columns=list(TABLE_COLUMNS))

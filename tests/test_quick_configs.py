@@ -1,0 +1,51 @@
+"""The quick real-data configurations (config/quick/): they validate and dry-run, and the
+fixture archives drive one of them end to end on the CPU."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT, copy_repo, snakemake
+from fixtures_real import make_cub_raw
+
+QUICK = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "config/quick").glob("*.yaml"))
+
+
+def test_there_is_one_quick_config_per_dataset_with_its_marks():
+    assert QUICK == [f"config/quick/{d}_vgg11.yaml" for d in ("cub", "ilsvrc", "voc")]
+    for path in QUICK:
+        text = (ROOT / path).read_text()
+        cfg = yaml.safe_load(text)
+        assert cfg["architecture"] == "vgg11" and cfg["metrics"]["effective"] == 20
+        assert cfg["dataset"]["dvc_stage"].endswith("_quick") and cfg["resources"]["gpus"] == 1
+        assert "(chosen)" in text and "(paper)" in text and "(authors' code)" in text
+
+
+@pytest.mark.parametrize("config", QUICK)
+def test_quick_configs_dry_run(repo_copy, config):
+    run = snakemake(repo_copy, "-n", "--cores", "4", "--configfile", config)
+    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+    stage = yaml.safe_load((ROOT / config).read_text())["dataset"]["dvc_stage"]
+    assert f"data_{stage}" in run.stdout and "quantify_late" in run.stdout
+
+
+@pytest.mark.slow
+def test_quick_cub_config_runs_end_to_end_on_the_fixture(tmp_path):
+    repo = copy_repo(tmp_path / "repo")
+    make_cub_raw(repo / "data/raw/cub", n_classes=4, per_class=6)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    # The fixture is not the official archive (no checksum) and has 4 classes, at 32 px.
+    params["prepare_cub_quick"].update(classes=None, verify=False, image_size=32)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run = snakemake(repo, "--cores", "2", "--configfile", "config/quick/cub_vgg11.yaml",
+                    "tests/configs/quick_cpu.yaml", timeout=1500)
+    assert run.returncode == 0, (run.stdout + run.stderr)[-5000:]
+    prepared = repo / "data/prepared/cub_quick"
+    assert (prepared / "index.csv").is_file() and len(list((prepared / "images").iterdir())) == 24
+    summary = (repo / "results/summary.md").read_text()
+    assert "## Verdicts" in summary and (repo / "results/tables/table.tex").is_file()
+    hypotheses = (repo / "results/tables/hypotheses.csv").read_text()
+    assert "fc1" in hypotheses
+    shutil.rmtree(repo / "data/raw/cub")
