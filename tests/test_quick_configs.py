@@ -40,7 +40,7 @@ def test_quick_cub_config_runs_end_to_end_on_the_fixture(tmp_path):
     params["prepare_cub_quick"].update(classes=None, verify=False, image_size=32)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run = snakemake(repo, "--cores", "2", "--configfile", "config/quick/cub_vgg11.yaml",
-                    "tests/configs/quick_cpu.yaml", timeout=1500)
+                    "tests/overlays/quick_cpu.yaml", timeout=1500)
     assert run.returncode == 0, (run.stdout + run.stderr)[-5000:]
     prepared = repo / "data/prepared/cub_quick"
     assert (prepared / "index.csv").is_file() and len(list((prepared / "images").iterdir())) == 24
