@@ -86,7 +86,7 @@ def _with(tmp_path, **changes) -> str:
 
 def _ran(stdout: str) -> list[tuple[str, str]]:
     """(rule, output) of every job a run executed."""
-    return re.findall(r"^(?:local)?(?:rule|checkpoint) (\w+):\n\s+(?:input: .*\n\s+)?output: (\S+?),?$",
+    return re.findall(r"^(?:local)?(?:rule|checkpoint) (\w+):\n\s+(?:input: .*\n\s+)?output: (.+)$",
                       stdout, flags=re.M)
 
 

@@ -86,7 +86,7 @@ def _dry_run(repo, config):
     augmented = cfg["augment"]["hflip"] or cfg["augment"]["crop_resize"] is not None
     assert jobs.get("teacher_features", 0) == (0 if augmented else layers)
     late = [e for e in cfg["checkpoints"] if e >= 0.25 * cfg["checkpoints"][-1]]
-    assert jobs["quantify_late"] == 2 * layers * len(late) and jobs["round_verdict"] == layers
+    assert jobs["quantify_late"] == layers * len(late) and jobs["round_verdict"] == layers
     # The declared outputs follow the checkpoint list.
     for epoch in cfg["checkpoints"]:
         assert f"results/seed_0/train/baseline/epoch_{epoch:03d}.pt" in run.stdout

@@ -42,34 +42,40 @@ def _round_table(w, network, epoch):
     return f"{quantify_dir(w.tree, w.seed, w.layer)}/round_{w.round}/{network}/epoch_{int(epoch):03d}.parquet"
 
 
-def _newer_late(w):
-    """The previous (newer) late step of this round, for every network: its survivors go on."""
+def _late_inputs(w):
+    """This step's checkpoint of every network (``checkpoint_<network>``) and, but at the newest
+    late checkpoint, the previous (newer) step's tables (``newer_<network>``): their survivors
+    go on."""
+    inputs = {f"checkpoint_{n}": checkpoint_path(w.tree, w.seed, n, w.layer, w.epoch) for n in NETWORKS}
     newer = [e for e in LATE if e > int(w.epoch)]
-    if not newer:
-        return {}
-    return {network: _round_table(w, network, min(newer)) for network in NETWORKS}
+    if newer:
+        inputs.update({f"newer_{n}": _round_table(w, n, min(newer)) for n in NETWORKS})
+    return inputs
 
 
+# One job per late step for all networks: they quantify the same survivors, and one job saves
+# the start-up (imports, data) of the others.
 rule quantify_late:
     input:
-        unpack(_newer_late),
-        checkpoint=lambda w: checkpoint_path(w.tree, w.seed, w.network, w.layer, w.epoch),
+        unpack(_late_inputs),
         data=lambda w: data_ready(data_root(w.tree)),
     output:
-        "{tree}/seed_{seed}/quantify/{layer}/round_{round}/{network}/epoch_{epoch}.parquet",
+        expand("{{tree}}/seed_{{seed}}/quantify/{{layer}}/round_{{round}}/{network}/epoch_{{epoch}}.parquet",
+               network=NETWORKS),
     wildcard_constraints:
         epoch=_epoch_pattern(LATE),
     params:
         settings=_quantify_settings(),
         data_root=lambda w: data_root(w.tree),
         span=_round_span,
+        networks=NETWORKS,
     threads: config["quantify"]["threads"]
     resources:
         **compute_resources(),
     log:
-        "logs/{tree}/seed_{seed}/quantify/{layer}/round_{round}/{network}/epoch_{epoch}.log",
+        "logs/{tree}/seed_{seed}/quantify/{layer}/round_{round}/late_epoch_{epoch}.log",
     benchmark:
-        "logs/benchmarks/{tree}/seed_{seed}/quantify/{layer}/round_{round}/{network}/epoch_{epoch}.tsv"
+        "logs/benchmarks/{tree}/seed_{seed}/quantify/{layer}/round_{round}/late_epoch_{epoch}.tsv"
     script:
         "../scripts/quantify_late.py"
 
