@@ -14,10 +14,16 @@ include: "workflow/rules/metrics.smk"
 include: "workflow/rules/report.smk"
 
 
+# The default target (kept here: Snakemake honours default_target only in the main Snakefile).
+# Each seed's tables are listed too, so that a seed's tables lost after a failed job are remade
+# even when the pooled ones are still there; and any round of the effective-first schedule that
+# the verdicts on disk already say is needed (common.smk, pending_rounds, says why).
 rule all:
     input:
         expand("{tree}/tables/table.tex", tree=TREES),
         expand("{tree}/summary.md", tree=TREES),
+        expand("{tree}/seed_{seed}/tables/metrics.csv", tree=TREES, seed=SEEDS),
         REPORT_FIGURES,
         SWEEP_OUTPUTS,
+        pending_rounds,
     default_target: True

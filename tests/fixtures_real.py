@@ -87,6 +87,8 @@ def make_cub_raw(raw_dir: Path, *, archived: bool = True, n_classes: int = 2,
     Args:
         bad_mask_for: image stem whose segmentation PNG gets the wrong size.
     """
+    if n_classes > len(CUB_CLASSES):
+        raise ValueError(f"n_classes={n_classes}: the CUB fixture has {len(CUB_CLASSES)} classes")
     raw_dir = Path(raw_dir)
     build = raw_dir / "_build" if archived else raw_dir
     cub, seg = build / "CUB_200_2011", build / "segmentations"

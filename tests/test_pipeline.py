@@ -142,8 +142,9 @@ def test_smoke_pipeline_end_to_end(smoke, tmp_path):
     (tmp_path / "fig.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     changed = snakemake(repo_copy, "-n", "--cores", "2", "--configfile", str(tmp_path / "fig.yaml"))
     assert changed.returncode == 0, changed.stderr[-3000:]
+    # (summary.md names the command and its config files, and this one is another file.)
     assert set(_jobs(changed.stdout)) == {"figure_entropy_maps", "figure_concepts_vs_distance",
-                                          "figure_differences", "all"}
+                                          "figure_differences", "summary", "all"}
 
     # Another seed: only that seed's jobs and the pooled ones.
     cfg = yaml.safe_load((repo_copy / SMOKE).read_text())

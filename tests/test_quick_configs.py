@@ -34,16 +34,16 @@ def test_quick_configs_dry_run(repo_copy, config):
 @pytest.mark.slow
 def test_quick_cub_config_runs_end_to_end_on_the_fixture(tmp_path):
     repo = copy_repo(tmp_path / "repo")
-    make_cub_raw(repo / "data/raw/cub", n_classes=4, per_class=6)
+    make_cub_raw(repo / "data/raw/cub", n_classes=3, per_class=6)
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    # The fixture is not the official archive (no checksum) and has 4 classes, at 32 px.
+    # The fixture is not the official archive (no checksum) and has 3 classes, at 32 px.
     params["prepare_cub_quick"].update(classes=None, verify=False, image_size=32)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run = snakemake(repo, "--cores", "2", "--configfile", "config/quick/cub_vgg11.yaml",
                     "tests/overlays/quick_cpu.yaml", timeout=1500)
     assert run.returncode == 0, (run.stdout + run.stderr)[-5000:]
     prepared = repo / "data/prepared/cub_quick"
-    assert (prepared / "index.csv").is_file() and len(list((prepared / "images").iterdir())) == 24
+    assert (prepared / "index.csv").is_file() and len(list((prepared / "images").iterdir())) == 18
     summary = (repo / "results/summary.md").read_text()
     assert "## Verdicts" in summary and (repo / "results/tables/table.tex").is_file()
     hypotheses = (repo / "results/tables/hypotheses.csv").read_text()

@@ -112,7 +112,7 @@ def test_exhaustive_and_effective_first_give_the_same_answers(smoke, tmp_path):
                 pd.testing.assert_frame_equal(pd.read_csv(reference / path), pd.read_csv(repo / path),
                                               check_exact=True, obj=path)
                 compared += 1
-    assert compared == 11
+    assert compared == 12  # four tables per seed and pooled
     # ... and the exhaustive schedule quantified more maps for the same answers.
     work = {name: pd.read_csv(root / "results/tables/work.csv")["sample_passes"].sum()
             for name, root in (("effective_first", reference), ("exhaustive", repo))}
@@ -127,16 +127,36 @@ def test_nothing_changed_nothing_reruns_and_more_images_run_only_new_rounds(smok
     shutil.copytree(reference, repo, symlinks=True)
     again = snakemake(repo, "-n", "--cores", "2", "--configfile", SMOKE)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr, again.stdout[-3000:]
-    verdicts = {p.relative_to(repo): p.stat().st_mtime_ns for p in repo.glob("results/seed_*/quantify/conv/round_*/*/*.parquet")}
-    # More effective images wanted (and candidates to find them in): only a new round's jobs run.
-    more = _with(tmp_path, **{"quantify.candidates": 9, "metrics.effective": 5})
+    late_tables = {p.relative_to(repo): p.stat().st_mtime_ns
+                   for p in repo.glob("results/seed_*/quantify/conv/round_*/*/epoch_*.parquet")}
+    assert late_tables
+    training = ("teacher", "baseline", "distilled_student")
+
+    # One more image, found in a round already run: that round's early and teacher maps are made
+    # for its new choice, and no late checkpoint is quantified again.
+    rounds = {seed: [pd.read_csv(p) for p in sorted(repo.glob(f"results/seed_{seed}/quantify/conv/round_*/verdict.csv"))]
+              for seed in (0, 1)}
+    one_more = _with(tmp_path, **{"metrics.effective": 5})
+    run = snakemake(repo, "--cores", "2", "--configfile", one_more)
+    assert run.returncode == 0, (run.stdout + run.stderr)[-4000:]
+    jobs = _ran(run.stdout + run.stderr)
+    assert not any(rule in ("quantify_late", "round_verdict") + training for rule, _ in jobs), jobs
+    assert {rule for rule, _ in jobs} >= {"quantify_early", "quantify_teacher", "metrics", "pool"}
+    for seed in (0, 1):
+        chosen = pd.read_csv(repo / f"results/seed_{seed}/quantify/conv/chosen.csv")
+        images = pd.read_csv(repo / f"results/seed_{seed}/tables/images.csv")
+        assert len(chosen) == 5 == images["image_id"].nunique()
+        assert chosen["image_id"].tolist() == S.choose(rounds[seed], 5)["image_id"].tolist()
+
+    # More images than the rounds run hold (and candidates to find them in): only the new
+    # round's late jobs run, and the late tables of the old rounds are kept as they were.
+    more = _with(tmp_path, **{"quantify.candidates": 9, "metrics.effective": 7})
     run = snakemake(repo, "--cores", "2", "--configfile", more)
     assert run.returncode == 0, (run.stdout + run.stderr)[-4000:]
     jobs = _ran(run.stdout + run.stderr)
-    late = [out for rule, out in jobs if rule == "quantify_late"]
+    late = [out for rule, out in jobs if rule in ("quantify_late", "round_verdict")]
     assert late and all("/round_2/" in out for out in late), late
-    unchanged = [p for p, t in verdicts.items() if "/round_0/" in str(p) and (repo / p).stat().st_mtime_ns == t]
-    assert unchanged, "round 0 was recomputed"
-    assert not any(rule in ("teacher", "baseline", "distilled_student") for rule, _ in jobs)
+    assert all((repo / p).stat().st_mtime_ns == t for p, t in late_tables.items()), "an old round was recomputed"
+    assert not any(rule in training for rule, _ in jobs)
     settled = snakemake(repo, "-n", "--cores", "2", "--configfile", more)
     assert "Nothing to be done" in settled.stdout + settled.stderr, settled.stdout[-3000:]

@@ -133,7 +133,12 @@ def test_training_rules_run_end_to_end(repo_copy):
     write_prepared(repo_copy / "data/tiny/target", {"train": 6, "test": 3}, num_classes=3, size=16, seed=0)
     write_prepared(repo_copy / "data/tiny/pretrain", {"train": 6, "test": 1}, num_classes=4, size=16, seed=1)
     cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())
-    cfg["dataset"].update(root="data/tiny/target", pretrain_root="data/tiny/pretrain")
+    # The config check wants the DVC stage that makes the data; this one's data was written above.
+    dvc = yaml.safe_load((repo_copy / "dvc.yaml").read_text())
+    dvc["stages"]["tiny"] = {"cmd": "true", "outs": ["data/tiny/target", "data/tiny/pretrain"]}
+    (repo_copy / "dvc.yaml").write_text(yaml.safe_dump(dvc, sort_keys=False))
+    cfg["dataset"].update(dvc_stage="tiny", root="data/tiny/target", pretrain_root="data/tiny/pretrain")
+    cfg["seeds"] = [0]
     cfg["layers"] = ["conv", "fc2"]
     cfg["threads"] = 1
     cfg["teacher"]["pretrain"].update(epochs=1, batch_size=8)
@@ -143,11 +148,11 @@ def test_training_rules_run_end_to_end(repo_copy):
     cfg["baseline"].update(epochs=2, batch_size=8)
     cfg["checkpoints"] = [0, 1, 2]
     (repo_copy / "tiny.yaml").write_text(yaml.safe_dump(cfg))
-    targets = ["results/train/baseline/final.pt", "results/train/distilled_student/conv/final.pt",
-               "results/train/distilled_student/fc2/final.pt"]
+    targets = ["results/seed_0/train/baseline/final.pt", "results/seed_0/train/distilled_student/conv/final.pt",
+               "results/seed_0/train/distilled_student/fc2/final.pt"]
     run = snakemake(repo_copy, *targets, "--cores", "1", "--configfile", "tiny.yaml")
     assert run.returncode == 0, (run.stdout[-3000:], run.stderr[-3000:])
-    train = repo_copy / "results/train"
+    train = repo_copy / "results/seed_0/train"
     assert sorted(p.name for p in (train / "teacher").iterdir()) == [
         "epoch_000.pt", "epoch_001.pt", "final.pt", "metrics.json", "train_log.jsonl", "weight_distance.csv"]
     for folder in (train / "baseline", train / "distilled_student/conv", train / "distilled_student/fc2"):
@@ -159,11 +164,11 @@ def test_training_rules_run_end_to_end(repo_copy):
     assert student["layer"] == "fc2" and student["role"] == "distilled_student"
     assert len(student["data_hash"]) == 64 and len(student["config_hash"]) == 16
     assert student["data_hash"] == baseline["data_hash"]
-    features, info = load_features(repo_copy / "results/features/fc2/teacher_train.pt")
+    features, info = load_features(repo_copy / "results/seed_0/features/fc2/teacher_train.pt")
     assert features.shape == (18, 256) and info["ids"][0] == "train_0_0"
     assert set(json.loads((train / "baseline/metrics.json").read_text())) >= {"test_accuracy"}
-    assert "Traceback" not in (repo_copy / "logs/train/baseline.log").read_text()
-    assert (repo_copy / "logs/benchmarks/train/baseline.tsv").exists()
+    assert "Traceback" not in (repo_copy / "logs/results/seed_0/train/baseline.log").read_text()
+    assert (repo_copy / "logs/benchmarks/results/seed_0/train/baseline.tsv").exists()
     # The student's distillation target came from the cached features (no augmentation).
     state = torch.load(train / "distilled_student/conv/final.pt", weights_only=True)
     assert state["weight_distance"].keys() == {"conv"}

@@ -6,6 +6,7 @@ has ``seed_<seed>/`` (train/, features/, quantify/, tables/), and the pooled tab
 summary sit at the tree's top. Logs and benchmarks mirror that under ``logs/``.
 """
 
+import os
 import re
 from pathlib import Path
 
@@ -139,6 +140,35 @@ def round_verdicts(w):
         tables.append(pd.read_csv(path))
         if not needs_another_round(tables, EFFECTIVE, ROUND_SIZE, CANDIDATES):
             return paths
+
+
+def pending_rounds(_):
+    """Per (tree, seed, layer), the verdict file of the first round that the verdicts already on
+    disk say is needed but that is not there yet: an input of ``all``.
+
+    Why: a job whose input is an unfinished checkpoint's output is not rerun by Snakemake
+    (9.x) for a changed param or input; it waits for the checkpoint, but a missing checkpoint
+    output is only made when a job that is rerun needs it. When a new round is wanted after
+    earlier rounds were run (more images, more candidates), nothing would be rerun and the old
+    tables would stay. Asking for that round from the target makes it run; the checkpoint
+    mechanism then re-evaluates everything downstream, and more rounds follow if needed.
+    """
+    if SCHEDULE != "effective_first":
+        return []
+    pending = []
+    for tree in TREES:
+        for seed in SEEDS:
+            for layer in LAYERS:
+                tables = []
+                while True:
+                    path = f"{quantify_dir(tree, seed, layer)}/round_{len(tables)}/verdict.csv"
+                    if not os.path.exists(path):
+                        pending += [path] if tables else []  # (round 0 is asked for anyway)
+                        break
+                    tables.append(pd.read_csv(path))
+                    if not needs_another_round(tables, EFFECTIVE, ROUND_SIZE, CANDIDATES):
+                        break
+    return pending
 
 
 def chosen_in_round(verdict_paths, round_index):

@@ -124,59 +124,70 @@ rule choose_images:
         "../scripts/choose_images.py"
 
 
-def _verdicts_up_to(w):
-    return [f"{quantify_dir(w.tree, w.seed, w.layer)}/round_{r}/verdict.csv" for r in range(int(w.round) + 1)]
+def _round_verdict(w):
+    return f"{quantify_dir(w.tree, w.seed, w.layer)}/round_{w.round}/verdict.csv"
+
+
+def _first_effective(w, input):
+    """The round's first ``w.n_chosen`` effective images: the images of this round among the first E
+    (a round's chosen images are always such a prefix, since choosing goes in candidate order)."""
+    verdict = pd.read_csv(input.verdict)
+    return verdict.loc[verdict["effective"], "image_id"].head(int(w.n_chosen)).tolist()
 
 
 if EARLY:  # (with every checkpoint late there is nothing to do here)
 
     # One job per network and round for all its early checkpoints: fewer, longer jobs (a job's
-    # start-up, imports and data loading cost seconds each).
+    # start-up, imports and data loading cost seconds each). The number of the round's images
+    # that are chosen is in the path (chosen_<n>/), so that wanting more images makes new
+    # jobs for the rounds whose choice changed and leaves the others alone.
     rule quantify_early:
         input:
-            verdicts=_verdicts_up_to,
+            verdict=_round_verdict,
             checkpoints=lambda w: [checkpoint_path(w.tree, w.seed, w.network, w.layer, e) for e in EARLY],
             data=lambda w: data_ready(data_root(w.tree)),
         output:
-            ["{tree}/seed_{seed}/quantify/{layer}/round_{round}/{network}/epoch_%03d.parquet" % e
+            ["{tree}/seed_{seed}/quantify/{layer}/round_{round}/{network}/chosen_{n_chosen}/epoch_%03d.parquet" % e
              for e in EARLY],
+        wildcard_constraints:
+            n_chosen=r"\d+",
         params:
             settings=_quantify_settings(),
             data_root=lambda w: data_root(w.tree),
-            # The chosen images of this round: a param, so that wanting more images reruns only
-            # the rounds whose choice changed.
-            images=lambda w, input: chosen_in_round(input.verdicts, int(w.round)),
+            images=_first_effective,
             span=_round_span,
         threads: config["quantify"]["threads"]
         resources:
             **compute_resources(),
         log:
-            "logs/{tree}/seed_{seed}/quantify/{layer}/round_{round}/{network}/early.log",
+            "logs/{tree}/seed_{seed}/quantify/{layer}/round_{round}/{network}/chosen_{n_chosen}/early.log",
         benchmark:
-            "logs/benchmarks/{tree}/seed_{seed}/quantify/{layer}/round_{round}/{network}/early.tsv"
+            "logs/benchmarks/{tree}/seed_{seed}/quantify/{layer}/round_{round}/{network}/chosen_{n_chosen}/early.tsv"
         script:
             "../scripts/quantify_chosen.py"
 
 
 rule quantify_teacher:
     input:
-        verdicts=_verdicts_up_to,
+        verdict=_round_verdict,
         checkpoints=["{tree}/seed_{seed}/train/teacher/final.pt"],
         data=lambda w: data_ready(data_root(w.tree)),
     output:
-        "{tree}/seed_{seed}/quantify/{layer}/round_{round}/teacher/final.parquet",
+        "{tree}/seed_{seed}/quantify/{layer}/round_{round}/teacher/chosen_{n_chosen}/final.parquet",
+    wildcard_constraints:
+        n_chosen=r"\d+",
     params:
         settings=_quantify_settings(),
         data_root=lambda w: data_root(w.tree),
-        images=lambda w, input: chosen_in_round(input.verdicts, int(w.round)),
+        images=_first_effective,
         span=_round_span,
     threads: config["quantify"]["threads"]
     resources:
         **compute_resources(),
     log:
-        "logs/{tree}/seed_{seed}/quantify/{layer}/round_{round}/teacher/final.log",
+        "logs/{tree}/seed_{seed}/quantify/{layer}/round_{round}/teacher/chosen_{n_chosen}/final.log",
     benchmark:
-        "logs/benchmarks/{tree}/seed_{seed}/quantify/{layer}/round_{round}/teacher/final.tsv"
+        "logs/benchmarks/{tree}/seed_{seed}/quantify/{layer}/round_{round}/teacher/chosen_{n_chosen}/final.tsv"
     script:
         "../scripts/quantify_chosen.py"
 
@@ -236,7 +247,9 @@ def quantify_tables(w):
     rows = []
     for r in range(len(verdicts)):
         rows += [[n, e, f"{base}/round_{r}/{n}/epoch_{e:03d}.parquet"] for n in NETWORKS for e in LATE]
-        if chosen_in_round(verdicts, r):
-            rows.append(["teacher", "final", f"{base}/round_{r}/teacher/final.parquet"])
-            rows += [[n, e, f"{base}/round_{r}/{n}/epoch_{e:03d}.parquet"] for n in NETWORKS for e in EARLY]
+        n_chosen = len(chosen_in_round(verdicts, r))
+        if n_chosen:
+            rows.append(["teacher", "final", f"{base}/round_{r}/teacher/chosen_{n_chosen}/final.parquet"])
+            rows += [[n, e, f"{base}/round_{r}/{n}/chosen_{n_chosen}/epoch_{e:03d}.parquet"]
+                     for n in NETWORKS for e in EARLY]
     return rows
