@@ -32,7 +32,7 @@ reproduce: venv
 	$(BIN)/snakemake --report results/report.html
 
 test: venv
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=25
 
 test-fast: venv
 	$(BIN)/python -m pytest -m "not slow"

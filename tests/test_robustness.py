@@ -19,6 +19,8 @@ from kdconcepts.data import DatasetFormatError, PreparedRecord, load_split, writ
 from kdconcepts.pipeline import read_table
 from kdconcepts.quantify.cli import main as quantify_main
 
+from conftest import snakemake
+
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = load_schema(ROOT / "workflow/schemas/config.schema.yaml")
 FAST = ["--grid", "8", "--steps", "5", "--boost-after", "3", "--samples", "3", "--no-figures"]
@@ -200,3 +202,14 @@ def test_a_corrupt_parquet_is_named_with_the_way_out(tmp_path):
     _truncate(path)
     with pytest.raises(ValueError, match="epoch_003.parquet is corrupt .* Delete it; the next run rebuilds it"):
         read_table(path)
+
+
+def test_an_unreadable_round_verdict_is_named_before_any_job(repo_copy):
+    verdict = repo_copy / "results/seed_0/quantify/conv/round_0/verdict.csv"
+    verdict.parent.mkdir(parents=True)
+    verdict.write_text("")  # e.g. emptied by a full disk
+    run = snakemake(repo_copy, "-n", "--cores", "1")
+    assert run.returncode != 0
+    out = run.stdout + run.stderr
+    assert "cannot read the round verdict results/seed_0/quantify/conv/round_0/verdict.csv" in out, out[-2000:]
+    assert "delete it and run again" in out

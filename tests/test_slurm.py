@@ -80,6 +80,9 @@ def test_smoke_config_through_slurm_equals_local_run(slurm_conf, tmp_path, tmp_p
     ran = harness.run(
         [sys.executable, "-m", "snakemake", "--workflow-profile", "workflow/profiles/slurm",
          "--configfile", harness.SMOKE,
+         # One of the smoke config's two seeds (seeds are independent replicates): every rule
+         # goes through the cluster in half the time, and seed 0 must equal the local run's.
+         "--config", "seeds=[0]",
          # No accounting database on the test cluster: status from squeue, no account.
          "--slurm-status-command", "squeue", "--slurm-no-account",
          # Poll quickly (defaults suit a busy real cluster) and keep every job's log.
@@ -98,5 +101,6 @@ def test_smoke_config_through_slurm_equals_local_run(slurm_conf, tmp_path, tmp_p
     known_jobs = set(re.findall(r"JobId=(\d+)", ctld_log))
     assert len(known_jobs) >= len(slurm_logs) > len(CLUSTER_RULES)
 
-    compared = harness.assert_same_results(local / "results", cluster / "results")
+    compared = harness.assert_same_results(local / "results/seed_0", cluster / "results/seed_0")
     assert compared >= 10
+    assert not (cluster / "results/seed_1").exists()

@@ -125,6 +125,15 @@ def compute_resources(threads=None):
 # --- the effective-first schedule's data-dependent part (kdconcepts.schedule decides) ---------
 
 
+def read_verdict(path):
+    """A round's verdict table; a file that cannot be read is named, with what to do."""
+    try:
+        return pd.read_csv(path)
+    except Exception as error:
+        raise WorkflowError(f"cannot read the round verdict {path} ({error}); delete it and run "
+                            "again: the round is recomputed") from error
+
+
 def round_verdicts(w):
     """Verdict files of the rounds run so far for (tree, seed, layer), in round order.
 
@@ -137,7 +146,7 @@ def round_verdicts(w):
         path = str(checkpoints.round_verdict.get(tree=w.tree, seed=w.seed, layer=w.layer,
                                                  round=len(paths)).output[0])
         paths.append(path)
-        tables.append(pd.read_csv(path))
+        tables.append(read_verdict(path))
         if not needs_another_round(tables, EFFECTIVE, ROUND_SIZE, CANDIDATES):
             return paths
 
@@ -165,7 +174,7 @@ def pending_rounds(_):
                     if not os.path.exists(path):
                         pending += [path] if tables else []  # (round 0 is asked for anyway)
                         break
-                    tables.append(pd.read_csv(path))
+                    tables.append(read_verdict(path))
                     if not needs_another_round(tables, EFFECTIVE, ROUND_SIZE, CANDIDATES):
                         break
     return pending
@@ -173,5 +182,5 @@ def pending_rounds(_):
 
 def chosen_in_round(verdict_paths, round_index):
     """Image ids of one round among the first E effective images (given rounds 0..round)."""
-    chosen = choose([pd.read_csv(p) for p in verdict_paths[: round_index + 1]], EFFECTIVE)
+    chosen = choose([read_verdict(p) for p in verdict_paths[: round_index + 1]], EFFECTIVE)
     return chosen.loc[chosen["round"] == round_index, "image_id"].tolist()

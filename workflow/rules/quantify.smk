@@ -131,7 +131,7 @@ def _round_verdict(w):
 def _first_effective(w, input):
     """The round's first ``w.n_chosen`` effective images: the images of this round among the first E
     (a round's chosen images are always such a prefix, since choosing goes in candidate order)."""
-    verdict = pd.read_csv(input.verdict)
+    verdict = read_verdict(input.verdict)
     return verdict.loc[verdict["effective"], "image_id"].head(int(w.n_chosen)).tolist()
 
 
