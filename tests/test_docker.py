@@ -154,8 +154,8 @@ def test_image_builds_on_local_base_and_runs_the_smoke_config(docker_host, wheel
     t0 = time.monotonic()
     smoke = _docker(docker_host, "run", "--rm", "--network", "none",
                     "-v", f"{results}:{WORKDIR}/results", IMAGE,
-                    "snakemake", "--cores", "2", "--configfile", harness.SMOKE,
-                    "--config", "seeds=[0]",  # one seed of two: the whole DAG in half the time
+                    "snakemake", "--cores", "2",  # one seed of two: the whole DAG in half the time
+                    "--configfile", harness.SMOKE, "tests/overlays/one_seed.yaml",
                     timeout=1800, log=tmp_path / "smoke.log")
     print(f"smoke run in the container: {time.monotonic() - t0:.0f} s", file=sys.stderr)
     assert smoke.returncode == 0, harness.tail(smoke.stdout, 80)

@@ -4,6 +4,7 @@ fixture archives drive one of them end to end on the CPU."""
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -46,6 +47,13 @@ def test_quick_cub_config_runs_end_to_end_on_the_fixture(tmp_path):
     assert (prepared / "index.csv").is_file() and len(list((prepared / "images").iterdir())) == 18
     summary = (repo / "results/summary.md").read_text()
     assert "## Verdicts" in summary and (repo / "results/tables/table.tex").is_file()
-    hypotheses = (repo / "results/tables/hypotheses.csv").read_text()
-    assert "fc1" in hypotheses
+    hypotheses = pd.read_csv(repo / "results/tables/hypotheses.csv")
+    assert set(hypotheses["layer"]) == {"fc1"}
+    # Every analysed student is compared with the baseline: the logit student has its rows too.
+    assert set(hypotheses["student"]) == {"distilled_student", "logit_student"}
+    assert hypotheses.groupby("student").size().to_dict() == {"distilled_student": 7, "logit_student": 7}
+    images = pd.read_csv(repo / "results/seed_0/tables/images.csv")
+    assert set(images["network"]) == {"teacher", "distilled_student", "logit_student", "baseline"}
+    weight_distance = repo / "results/seed_0/train/logit_student/weight_distance.csv"
+    assert weight_distance.is_file() and "Logit student" in (repo / "results/tables/table.tex").read_text()
     shutil.rmtree(repo / "data/raw/cub")
