@@ -134,6 +134,22 @@ def read_verdict(path):
                             "again: the round is recomputed") from error
 
 
+def _walk_rounds(path_of_round):
+    """Verdict paths of rounds 0, 1, ... until no other round is needed (kdconcepts.schedule), and
+    the path of the first needed round that ``path_of_round`` says is not there yet (or None).
+
+    ``path_of_round(r)`` gives round r's verdict path and whether it can be read now."""
+    paths, tables = [], []
+    while True:
+        path, ready = path_of_round(len(paths))
+        if not ready:
+            return paths, path
+        paths.append(path)
+        tables.append(read_verdict(path))
+        if not needs_another_round(tables, EFFECTIVE, ROUND_SIZE, CANDIDATES):
+            return paths, None
+
+
 def round_verdicts(w):
     """Verdict files of the rounds run so far for (tree, seed, layer), in round order.
 
@@ -141,14 +157,10 @@ def round_verdicts(w):
     exist yet makes Snakemake run that round, then come back here (rounds are a chain of
     checkpoints). Stops at the first round after which no other round is needed.
     """
-    paths, tables = [], []
-    while True:
-        path = str(checkpoints.round_verdict.get(tree=w.tree, seed=w.seed, layer=w.layer,
-                                                 round=len(paths)).output[0])
-        paths.append(path)
-        tables.append(read_verdict(path))
-        if not needs_another_round(tables, EFFECTIVE, ROUND_SIZE, CANDIDATES):
-            return paths
+    def checkpointed(r):
+        return str(checkpoints.round_verdict.get(tree=w.tree, seed=w.seed, layer=w.layer, round=r).output[0]), True
+
+    return _walk_rounds(checkpointed)[0]
 
 
 def pending_rounds(_):
@@ -168,19 +180,17 @@ def pending_rounds(_):
     for tree in TREES:
         for seed in SEEDS:
             for layer in LAYERS:
-                tables = []
-                while True:
-                    path = f"{quantify_dir(tree, seed, layer)}/round_{len(tables)}/verdict.csv"
-                    if not os.path.exists(path):
-                        pending += [path] if tables else []  # (round 0 is asked for anyway)
-                        break
-                    tables.append(read_verdict(path))
-                    if not needs_another_round(tables, EFFECTIVE, ROUND_SIZE, CANDIDATES):
-                        break
+                def on_disk(r):
+                    path = f"{quantify_dir(tree, seed, layer)}/round_{r}/verdict.csv"
+                    return path, os.path.exists(path)
+
+                done, missing = _walk_rounds(on_disk)
+                if done and missing:  # (round 0 is asked for by every run anyway)
+                    pending.append(missing)
     return pending
 
 
-def chosen_in_round(verdict_paths, round_index):
-    """Image ids of one round among the first E effective images (given rounds 0..round)."""
-    chosen = choose([read_verdict(p) for p in verdict_paths[: round_index + 1]], EFFECTIVE)
-    return chosen.loc[chosen["round"] == round_index, "image_id"].tolist()
+def chosen_per_round(verdict_paths):
+    """How many of the first E effective images each round gives: {round: count}."""
+    chosen = choose([read_verdict(p) for p in verdict_paths], EFFECTIVE)
+    return chosen["round"].value_counts().to_dict()

@@ -244,10 +244,11 @@ def quantify_tables(w):
         rows += [[n, e, f"{base}/all/{n}/epoch_{e:03d}.parquet"] for n in NETWORKS for e in EPOCHS]
         return rows
     verdicts = round_verdicts(w)
+    chosen = chosen_per_round(verdicts)
     rows = []
     for r in range(len(verdicts)):
         rows += [[n, e, f"{base}/round_{r}/{n}/epoch_{e:03d}.parquet"] for n in NETWORKS for e in LATE]
-        n_chosen = len(chosen_in_round(verdicts, r))
+        n_chosen = chosen.get(r, 0)
         if n_chosen:
             rows.append(["teacher", "final", f"{base}/round_{r}/teacher/chosen_{n_chosen}/final.parquet"])
             rows += [[n, e, f"{base}/round_{r}/{n}/chosen_{n_chosen}/epoch_{e:03d}.parquet"]
