@@ -52,6 +52,16 @@ SMOKE = "tests/configs/smoke.yaml"
 _SMOKE_RUN: dict = {}
 
 
+def _sigint_as_in_a_terminal() -> None:
+    """Give the run the SIGINT disposition of a terminal's foreground job.
+
+    A process started in the background by a non-interactive shell (`nohup make test &`, some CI
+    runners) inherits SIGINT as ignored, and Python then installs no KeyboardInterrupt handler:
+    Ctrl-C would be lost on Snakemake and on its jobs alike, and the run would never stop.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _interrupt_after_first_epoch(repo: Path) -> dict:
     """Start the smoke run and press Ctrl-C once the first training job has saved an epoch.
 
@@ -69,7 +79,7 @@ def _interrupt_after_first_epoch(repo: Path) -> dict:
     env[BARRIER_ENV] = str(barrier)
     proc = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", SMOKE],
                             cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
+                            text=True, start_new_session=True, preexec_fn=_sigint_as_in_a_terminal)
     reached: list[str] = []
 
     def read_reached():
@@ -90,7 +100,13 @@ def _interrupt_after_first_epoch(repo: Path) -> dict:
     resume_saved = job_dir is not None and (job_dir / ".resume.pt").is_file()
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends to the whole group
-    out, _ = proc.communicate(timeout=600)
+    try:
+        out, _ = proc.communicate(timeout=600)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # leave nothing blocked on the barrier behind
+        out, _ = proc.communicate()
+        raise AssertionError("the smoke run did not stop within 600 s of Ctrl-C (SIGINT):\n"
+                             + out[-3000:]) from None
     shutil.rmtree(barrier, ignore_errors=True)
     role = label.split(" ")[0]
     logs = sorted(repo.glob(f"logs/**/train/{role}.log")) if role else []
