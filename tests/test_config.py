@@ -44,6 +44,39 @@ def test_every_schema_key_is_described_and_closed():
         assert "description" in sub and "default" in sub, key
 
 
+def _schema_defaults(node, value, where=""):
+    """(key, schema default, config value) for every key of ``value`` whose schema gives one."""
+    from kdconcepts.quantify.config import sigma_schema
+
+    if "$ref" in node:
+        ref = node["$ref"]
+        if ref.startswith("#/"):
+            target = SCHEMA
+            for part in ref[2:].split("/"):
+                target = target[part]
+        else:
+            target = sigma_schema()
+        node = {**target, **{k: v for k, v in node.items() if k != "$ref"},
+                "properties": {**target.get("properties", {}), **node.get("properties", {})}}
+    if isinstance(value, dict) and "properties" in node:
+        for key, sub in node["properties"].items():
+            if key in value:
+                yield from _schema_defaults(sub, value[key], f"{where}.{key}".lstrip("."))
+    elif "default" in node:
+        yield where, node["default"], value
+
+
+def test_schema_defaults_are_the_default_config():
+    """The schema documents the defaults; they must be what config/config.yaml runs (a stale
+    default misleads whoever writes a config from the schema)."""
+    compared = list(_schema_defaults(SCHEMA, _default()))
+    assert len(compared) > 50
+    differ = {key: (default, value) for key, default, value in compared if default != value}
+    # The one intended difference: the library's SigmaConfig default is the authors' loop, the
+    # pipeline runs the settled stop (identical maps, benchmarks/bench_settled.py).
+    assert differ == {"quantify.stop": ("full", "settled")}
+
+
 def test_unknown_key_names_key_and_allowed_keys():
     cfg = _default()
     cfg["quantify"]["stepz"] = 3

@@ -114,3 +114,24 @@ def test_cli_with_a_torchvision_model_and_bad_arguments(tmp_path):
     with pytest.raises(SystemExit, match="no images"):
         main(["--torchvision-model", "squeezenet1_0", "--no-weights", "--layer",
               "features.0", "--images", str(empty), "--out", str(out)])
+
+
+def test_cli_settled_stop_gives_the_full_loops_maps_with_fewer_passes(tmp_path):
+    """``--stop settled`` (the pipeline's default) reaches the engine: the same selected maps
+    as the authors' loop, fewer passes."""
+    images = tmp_path / "imgs"
+    _plain_folder(images, n=2)
+    _checkpoint(tmp_path / "net.pt")
+    tables = {}
+    for stop in ("full", "settled"):
+        out = tmp_path / stop
+        # lr 1e-3: the trace passes H* well before the decision step (as in the engine's test).
+        assert main(["--checkpoint", str(tmp_path / "net.pt"), "--layer", "conv", "--images",
+                     str(images), "--out", str(out), "--no-figures", "--grid", "8", "--steps", "40",
+                     "--boost-after", "30", "--samples", "6", "--lr", "1e-3", "--stop", stop]) == 0
+        tables[stop] = pd.read_parquet(out / "entropy.parquet")
+    full, settled = tables["full"], tables["settled"]
+    assert (full["step"] == settled["step"]).all()
+    for a, b in zip(full["entropy"], settled["entropy"]):
+        np.testing.assert_array_equal(a, b)
+    assert (settled["sample_passes"] < full["sample_passes"]).all()

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from kdconcepts.quantify.concepts import background_baseline, concept_counts, downsample_mask
-from kdconcepts.quantify.config import SigmaConfig
+from kdconcepts.quantify.config import SigmaConfig, sigma_schema
 from kdconcepts.quantify.engine import PRECISIONS, resolve_device
 from kdconcepts.quantify.figures import save_entropy_map
 from kdconcepts.quantify.pipeline import quantify_images
@@ -37,6 +37,11 @@ log = logging.getLogger("kdconcepts.quantify")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# The method's options, one flag each, defaults and ranges from SigmaConfig (its schema).
+_METHOD_OPTIONS = ("grid", "steps", "boost_after", "samples", "lr", "lam", "boost_factor",
+                   "target_entropy", "sigma_init", "sigma_min", "sigma_max", "stop",
+                   "settle_margin", "settle_steps")
+_STOPS = tuple(sigma_schema()["properties"]["stop"]["enum"])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,11 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-figures", action="store_true")
     parser.add_argument("--b", type=float, default=0.2, help="concept threshold b")
     defaults = SigmaConfig()
-    for name in ("grid", "steps", "boost_after", "samples", "lr", "lam", "boost_factor",
-                 "target_entropy", "sigma_init", "sigma_min", "sigma_max"):
+    for name in _METHOD_OPTIONS:
         value = getattr(defaults, name)
+        extra = {"choices": _STOPS} if name == "stop" else {}
         parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=type(value),
-                            default=value, help=f"(default {value})")
+                            default=value, help=f"(default {value})", **extra)
     return parser
 
 
@@ -248,9 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit("--no-weights needs --torchvision-model")
     _check_arguments(args)
     try:
-        cfg = SigmaConfig(**{k: getattr(args, k) for k in (
-            "grid", "steps", "boost_after", "samples", "lr", "lam", "boost_factor",
-            "target_entropy", "sigma_init", "sigma_min", "sigma_max")})
+        cfg = SigmaConfig(**{k: getattr(args, k) for k in _METHOD_OPTIONS})
         device = resolve_device(args.device)
     except ValueError as error:
         raise SystemExit(str(error)) from error
