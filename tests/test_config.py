@@ -45,17 +45,12 @@ def test_every_schema_key_is_described_and_closed():
 
 
 def _schema_defaults(node, value, where=""):
-    """(key, schema default, config value) for every key of ``value`` whose schema gives one."""
-    from kdconcepts.quantify.config import sigma_schema
+    """(key, schema default, config value) for every key of ``value`` whose schema gives one;
+    ``$ref``s are resolved as validation resolves them (kdconcepts.config's registry)."""
+    from kdconcepts.config import _registry
 
     if "$ref" in node:
-        ref = node["$ref"]
-        if ref.startswith("#/"):
-            target = SCHEMA
-            for part in ref[2:].split("/"):
-                target = target[part]
-        else:
-            target = sigma_schema()
+        target = _registry().resolver(base_uri=SCHEMA["$id"]).lookup(node["$ref"]).contents
         node = {**target, **{k: v for k, v in node.items() if k != "$ref"},
                 "properties": {**target.get("properties", {}), **node.get("properties", {})}}
     if isinstance(value, dict) and "properties" in node:
