@@ -15,7 +15,7 @@ evaluated the same images with equal ``metrics``, ``per_image``, ``images`` and 
 tables (per seed and pooled); it exits with 1 if not. Nothing else should run on the machine:
 wall time carries every other load, CPU time barely does.
 
-    python benchmarks/bench_dag.py                                   # the default: ~45 + 18 min
+    python benchmarks/bench_dag.py                                   # the default: 95 + 38 min here
     python benchmarks/bench_dag.py --overlay tests/overlays/one_seed.yaml
     python benchmarks/bench_dag.py --config tests/configs/smoke.yaml # a few minutes
 """
