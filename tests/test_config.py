@@ -44,19 +44,19 @@ def test_every_schema_key_is_described_and_closed():
         assert "description" in sub and "default" in sub, key
 
 
-def _schema_defaults(node, value, where=""):
-    """(key, schema default, config value) for every key of ``value`` whose schema gives one;
-    ``$ref``s are resolved as validation resolves them (kdconcepts.config's registry)."""
-    from kdconcepts.config import _registry
-
+def _schema_defaults(node, value, resolver, where=""):
+    """(key, schema default, config value) for every key of ``value`` whose schema gives one.
+    ``resolver`` resolves ``$ref``s as validation does (kdconcepts.config's registry); a ref's
+    own refs resolve against the schema it points into."""
     if "$ref" in node:
-        target = _registry().resolver(base_uri=SCHEMA["$id"]).lookup(node["$ref"]).contents
+        resolved = resolver.lookup(node["$ref"])
+        target, resolver = resolved.contents, resolved.resolver
         node = {**target, **{k: v for k, v in node.items() if k != "$ref"},
                 "properties": {**target.get("properties", {}), **node.get("properties", {})}}
     if isinstance(value, dict) and "properties" in node:
         for key, sub in node["properties"].items():
             if key in value:
-                yield from _schema_defaults(sub, value[key], f"{where}.{key}".lstrip("."))
+                yield from _schema_defaults(sub, value[key], resolver, f"{where}.{key}".lstrip("."))
     elif "default" in node:
         yield where, node["default"], value
 
@@ -64,7 +64,10 @@ def _schema_defaults(node, value, where=""):
 def test_schema_defaults_are_the_default_config():
     """The schema documents the defaults; they must be what config/config.yaml runs (a stale
     default misleads whoever writes a config from the schema)."""
-    compared = list(_schema_defaults(SCHEMA, _default()))
+    from kdconcepts.config import _registry
+
+    resolver = _registry().resolver(base_uri=SCHEMA["$id"])
+    compared = list(_schema_defaults(SCHEMA, _default(), resolver))
     assert len(compared) > 50
     differ = {key: (default, value) for key, default, value in compared if default != value}
     # The one intended difference: the library's SigmaConfig default is the authors' loop, the
