@@ -1,5 +1,6 @@
 """Shared fixtures: a throwaway copy of the repository to run the workflow in."""
 
+import json
 import os
 import shutil
 import signal
@@ -43,9 +44,42 @@ def snakemake(cwd: Path, *args: str, timeout: int = 900) -> subprocess.Completed
                           capture_output=True, text=True, timeout=timeout)
 
 
+def dry_runs(cwd: Path, runs: list[list[str]], timeout: int = 900) -> list[subprocess.CompletedProcess]:
+    """``snakemake -n *args`` for each ``args`` in ``runs``, all in one Python process.
+
+    Each result reads like the command's own (its output is in both ``stdout`` and ``stderr``);
+    tests/infra/dry_runs.py says why one process: most of a dry run is imports.
+    """
+    command = [sys.executable, str(ROOT / "tests/infra/dry_runs.py"), str(cwd)]
+    for args in runs:
+        command += ["--", "-n", *args]
+    proc = subprocess.run(command, env=workflow_env(), capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    results = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith('{"args"')]
+    assert len(results) == len(runs), (proc.stdout + proc.stderr)[-3000:]
+    return [subprocess.CompletedProcess(r["args"], r["returncode"], r["output"], r["output"])
+            for r in results]
+
+
 @pytest.fixture
 def repo_copy(tmp_path) -> Path:
     return copy_repo(tmp_path / "repo")
+
+
+def shipped_configs() -> list[str]:
+    """Every shipped paper and quick config, as a path relative to the repository."""
+    return sorted(p.relative_to(ROOT).as_posix()
+                  for p in [*ROOT.glob("config/paper/*.yaml"), *ROOT.glob("config/quick/*.yaml")])
+
+
+@pytest.fixture(scope="session")
+def shipped_dry_runs(tmp_path_factory) -> dict[str, subprocess.CompletedProcess]:
+    """``snakemake -n --cores 4 --configfile <config>`` of every shipped paper and quick config,
+    in one fresh copy of the repository and one process; config path -> its run."""
+    repo = copy_repo(tmp_path_factory.mktemp("dry_runs") / "repo")
+    configs = shipped_configs()
+    runs = dry_runs(repo, [["--cores", "4", "--configfile", config] for config in configs])
+    return dict(zip(configs, runs))
 
 
 SMOKE = "tests/configs/smoke.yaml"

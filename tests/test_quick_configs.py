@@ -25,8 +25,8 @@ def test_there_is_one_quick_config_per_dataset_with_its_marks():
 
 
 @pytest.mark.parametrize("config", QUICK)
-def test_quick_configs_dry_run(repo_copy, config):
-    run = snakemake(repo_copy, "-n", "--cores", "4", "--configfile", config)
+def test_quick_configs_dry_run(shipped_dry_runs, config):
+    run = shipped_dry_runs[config]
     assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
     stage = yaml.safe_load((ROOT / config).read_text())["dataset"]["dvc_stage"]
     assert f"data_{stage}" in run.stdout and "quantify_late" in run.stdout
