@@ -6,6 +6,11 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 CORES ?= all
+# pytest-xdist workers for the tests. Two on a 2-core machine: most of the suite's time is spent
+# waiting (job start-up, SLURM's polls, Docker), and one worker used 0.65 of a core
+# (README, "Tests"). TEST_WORKERS=0 runs everything in one process.
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --maxschedchunk 1
 # The stamp's name carries the lock's hash, so a changed lock makes the venv stale.
 STAMP := $(VENV)/.installed-$(shell cat envs/requirements.lock pyproject.toml | sha1sum | cut -c1-12)
 
@@ -32,10 +37,10 @@ reproduce: venv
 	$(BIN)/snakemake --report results/report.html
 
 test: venv
-	$(BIN)/python -m pytest --durations=25
+	$(PYTEST) --durations=15
 
 test-fast: venv
-	$(BIN)/python -m pytest -m "not slow"
+	$(PYTEST) -m "not slow" --durations=15
 
 report: venv
 	$(BIN)/snakemake --report results/report.html

@@ -15,6 +15,15 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``waits`` first: `make test` runs the suite on two workers (pytest-xdist,
+    ``-n 2 --maxschedchunk 1``: each takes the next test in this order when it is free), so
+    the one that mostly waits on a scheduler's polls (SLURM) starts at once on one worker while
+    the other works through the rest. Alone, the order changes nothing."""
+    waiting = [item for item in items if item.get_closest_marker("waits")]
+    items[:] = waiting + [item for item in items if not item.get_closest_marker("waits")]
+
+
 def repo_files() -> list[str]:
     """Tracked and untracked-but-not-ignored files: what a fresh checkout would hold."""
     out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
@@ -76,14 +85,17 @@ def shipped_configs() -> list[str]:
 def shipped_dry_runs(tmp_path_factory) -> dict[str, subprocess.CompletedProcess]:
     """``snakemake -n --cores 4 --configfile <config>`` of every shipped paper and quick config,
     in one fresh copy of the repository and one process; config path -> its run."""
-    repo = copy_repo(tmp_path_factory.mktemp("dry_runs") / "repo")
-    configs = shipped_configs()
-    runs = dry_runs(repo, [["--cores", "4", "--configfile", config] for config in configs])
-    return dict(zip(configs, runs))
+    def make(folder: Path) -> dict:
+        repo = copy_repo(folder / "repo")
+        configs = shipped_configs()
+        runs = dry_runs(repo, [["--cores", "4", "--configfile", config] for config in configs])
+        return {config: _completed(run) for config, run in zip(configs, runs)}
+
+    made = once_per_run(tmp_path_factory, "shipped_dry_runs", make)
+    return {config: subprocess.CompletedProcess(**run) for config, run in made.items()}
 
 
 SMOKE = "tests/configs/smoke.yaml"
-_SMOKE_RUN: dict = {}
 
 
 def _sigint_as_in_a_terminal() -> None:
@@ -149,17 +161,50 @@ def _interrupt_after_first_epoch(repo: Path) -> dict:
             "left": sorted(p.name for p in job_dir.iterdir()) if job_dir and job_dir.exists() else []}
 
 
+def once_per_run(tmp_path_factory, name: str, make):
+    """``make(folder)`` once per test run, also across pytest-xdist workers; its result.
+
+    ``make`` gets an empty folder that outlives it and returns something JSON can hold. Under
+    xdist each worker is its own pytest session, so the first worker to ask makes it (under a
+    file lock, in the folder all workers' temp folders share) and the others wait for it and
+    read the saved result. If ``make`` fails, the next one to ask tries again.
+    """
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    result = root / f"{name}.json"
+    with FileLock(str(root / f"{name}.lock")):
+        if not result.exists():
+            folder = root / name
+            shutil.rmtree(folder, ignore_errors=True)  # a failed attempt's leftovers
+            folder.mkdir()
+            made = make(folder)
+            result.write_text(json.dumps(made))
+    return json.loads(result.read_text())
+
+
+def _completed(ran: subprocess.CompletedProcess) -> dict:
+    return {"args": [str(a) for a in ran.args], "returncode": ran.returncode,
+            "stdout": ran.stdout, "stderr": ran.stderr}
+
+
+def _run_smoke_reference(folder: Path) -> dict:
+    repo = copy_repo(folder / "repo")
+    interrupted = _interrupt_after_first_epoch(repo)
+    # As `make reproduce` does: jobs cut short are rerun (and resume from their state).
+    completed = snakemake(repo, "--cores", "2", "--configfile", SMOKE, "--rerun-incomplete",
+                          timeout=1800)
+    return {"repo": str(repo), "interrupted": interrupted, "completed": _completed(completed)}
+
+
 def smoke_reference_run(tmp_path_factory) -> tuple[Path, dict, subprocess.CompletedProcess]:
-    """One local run of the smoke config per session, shared by the pipeline and infra tests.
+    """One local run of the smoke config per test run, shared by the pipeline and infra tests,
+    which only read it (a test that runs anything in it works on a copy).
 
     It is first interrupted (Ctrl-C) after the teacher's first epoch, then rerun to completion, so the
     shared results are also those of an interrupted-and-resumed run.
     """
-    if "repo" not in _SMOKE_RUN:
-        repo = copy_repo(tmp_path_factory.mktemp("smoke_reference") / "repo")
-        interrupted = _interrupt_after_first_epoch(repo)
-        # As `make reproduce` does: jobs cut short are rerun (and resume from their state).
-        completed = snakemake(repo, "--cores", "2", "--configfile", SMOKE, "--rerun-incomplete",
-                              timeout=1800)
-        _SMOKE_RUN.update(repo=repo, interrupted=interrupted, completed=completed)
-    return _SMOKE_RUN["repo"], _SMOKE_RUN["interrupted"], _SMOKE_RUN["completed"]
+    made = once_per_run(tmp_path_factory, "smoke_reference", _run_smoke_reference)
+    return Path(made["repo"]), made["interrupted"], subprocess.CompletedProcess(**made["completed"])
