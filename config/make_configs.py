@@ -128,7 +128,7 @@ quantify:                    # (paper) SPEC section 2
   grid: 16
   steps: 80
   boost_after: 60
-  samples: 96
+  samples: 96                # (authors' code) K noise samples per step
   lr: 1.0e-4
   lam: {lam}                  # 7 for VGG/AlexNet, 6 for ResNet (paper)
   boost_factor: 1.5
@@ -136,7 +136,7 @@ quantify:                    # (paper) SPEC section 2
   sigma_init: 0.01
   sigma_min: 1.0e-3
   sigma_max: 1.0
-  stop: settled              # (chosen) the authors' maps with about 25% fewer updates (benchmarks/bench_settled.py)
+  stop: full                 # (authors' code) every step; the settled stop was measured only on the 32-px nets (benchmarks/bench_settled.py)
   settle_margin: 0.02
   settle_steps: 3
   candidates: 500            # (paper)
@@ -153,6 +153,7 @@ metrics:
   late_fraction: 0.75        # (paper) checkpoints >= epoch 40 of 150
   resamples: 10000           # (chosen)
   confidence: 0.95           # (chosen)
+  premise_margin: 0.1        # (chosen) the teacher leads the baseline by >= 10 points in every seed
 
 report:
   figure_format: png
@@ -237,7 +238,7 @@ quantify:                    # (paper) SPEC section 2
   grid: 16
   steps: 80
   boost_after: 60
-  samples: 96
+  samples: 96                # (authors' code) K noise samples per step
   lr: 1.0e-4
   lam: 7.0
   boost_factor: 1.5
@@ -245,7 +246,7 @@ quantify:                    # (paper) SPEC section 2
   sigma_init: 0.01
   sigma_min: 1.0e-3
   sigma_max: 1.0
-  stop: settled              # (chosen) identical maps, fewer updates (benchmarks/bench_settled.py)
+  stop: full                 # (authors' code) every step; the settled stop was measured only on the 32-px nets (benchmarks/bench_settled.py)
   settle_margin: 0.02
   settle_steps: 3
   candidates: 100            # (chosen) 500 in the paper
@@ -262,6 +263,7 @@ metrics:
   late_fraction: 0.75        # (paper)
   resamples: 10000
   confidence: 0.95
+  premise_margin: 0.1        # (chosen) the teacher leads the baseline by >= 10 points in every seed
 
 report:
   figure_format: png

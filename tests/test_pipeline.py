@@ -112,8 +112,15 @@ def test_smoke_pipeline_end_to_end(smoke, tmp_path):
     assert (pooled["ci_low"] <= pooled["difference"]).all() and (pooled["difference"] <= pooled["ci_high"]).all()
     premise = pd.read_csv(results / "tables/premise.csv")
     assert list(premise["seed"]) == [0, 1] and {"teacher", "baseline", "teacher_minus_baseline"} <= set(premise)
+    # The premise with its margin (metrics.premise_margin): "held" only with a lead of 0.1 in
+    # every seed. The smoke nets are barely trained, so here it is not held, and said so.
+    assert (premise["premise_margin"] == 0.1).all()
+    assert (premise["premise_held"] == (premise["teacher_minus_baseline"] >= 0.1 - 1e-9)).all()
     summary = (results / "summary.md").read_text()
     assert "## Premise" in summary and "## Verdicts" in summary and "sample_passes" in summary
+    held = bool(premise["premise_held"].all())
+    assert ("\nHeld: " in summary) == held and ("**Not held**: " in summary) == (not held)
+    assert "premise (the teacher leads by at least 0.10 in every seed): " + ("held" if held else "not held") in summary
     assert "snakemake --cores all --configfile tests/configs/smoke.yaml" in summary
     work = pd.read_csv(results / "tables/work.csv")
     assert (work.loc[work["network"] != "sigma_f check", "sample_passes"] > 0).all()

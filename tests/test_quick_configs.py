@@ -22,6 +22,8 @@ def test_there_is_one_quick_config_per_dataset_with_its_marks():
         assert cfg["architecture"] == "vgg11" and cfg["metrics"]["effective"] == 20
         assert cfg["dataset"]["dvc_stage"].endswith("_quick") and cfg["resources"]["gpus"] == 1
         assert "(chosen)" in text and "(paper)" in text and "(authors' code)" in text
+        # The authors' estimator: every step, K = 96 (no shortcut was measured on VGG-11).
+        assert cfg["quantify"]["stop"] == "full" and cfg["quantify"]["samples"] == 96
 
 
 @pytest.mark.parametrize("config", QUICK)

@@ -62,6 +62,10 @@ def test_paper_configs_follow_the_paper_and_the_authors_code():
                                   else {"hflip": True, "crop_resize": 256})
         assert cfg["quantify"]["lam"] == (6.0 if arch.startswith("resnet") else 7.0)
         assert cfg["quantify"]["candidates"] == 500 and cfg["metrics"]["effective"] == 50
+        # The authors' estimator: every step, K = 96 (no shortcut was measured on these nets).
+        assert cfg["quantify"]["stop"] == "full" and cfg["quantify"]["samples"] == 96
+        assert "stop: full                 # (authors' code)" in text and "samples: 96                # (authors' code)" in text
+        assert cfg["metrics"]["premise_margin"] == 0.1
         assert cfg["resources"]["gpus"] >= 1
         # The marks: the authors' values are marked, and the one chosen rate says so.
         assert text.count("(authors' code)") >= 6 and "conv: 0.01             # (chosen)" in text

@@ -45,7 +45,9 @@ __all__ = [
     "image_metrics",
     "late_epochs",
     "network_metrics",
+    "PREMISE_MARGIN",
     "pooled_hypotheses",
+    "premise",
     "seed_differences",
     "stability",
     "simultaneity",
@@ -243,6 +245,30 @@ def compare_hypotheses(metrics: pd.DataFrame, students: Sequence[str] = ("distil
 
 
 # --- pooled over seeds: hierarchical bootstrap and paired tests --------------------------------
+
+
+#: The premise's margin: the teacher must lead the baseline by at least this much test accuracy
+#: in every seed (10 points: docs/DATA.md; the teacher's extra knowledge must show).
+PREMISE_MARGIN = 0.10
+
+
+def premise(accuracy: pd.DataFrame, margin: float = PREMISE_MARGIN) -> pd.DataFrame:
+    """The paper's premise, per seed: the teacher knows more than the baseline.
+
+    Args:
+        accuracy: one row per seed (column ``seed``), one column of test accuracy per network
+            (``teacher`` and ``baseline`` at least).
+        margin: the smallest lead of the teacher over the baseline that counts.
+
+    Returns:
+        ``accuracy`` with ``teacher_minus_baseline``, ``premise_margin`` and ``premise_held``
+        (the lead is at least ``margin``; a lead that equals it up to float rounding counts).
+    """
+    out = accuracy.copy()
+    out["teacher_minus_baseline"] = out["teacher"] - out["baseline"]
+    out["premise_margin"] = float(margin)
+    out["premise_held"] = out["teacher_minus_baseline"] >= float(margin) - 1e-9
+    return out
 
 
 def verdict(low: float, high: float, direction: str) -> str:

@@ -200,8 +200,8 @@ def evaluate_seed(tables: Sequence[tuple[str, str, object, str | Path]], data_ro
                   accuracy: Mapping[tuple[str, str], str | Path], *, networks: Sequence[str],
                   epochs: Sequence[int], grid: int, b: float, effective: int, late_fraction: float,
                   selection: str = "effective", chosen: Mapping[str, str | Path] | None = None,
-                  dataset: str = "", architecture: str = "", seed: int | None = None
-                  ) -> dict[str, pd.DataFrame]:
+                  dataset: str = "", architecture: str = "", seed: int | None = None,
+                  premise_margin: float = M.PREMISE_MARGIN) -> dict[str, pd.DataFrame]:
     """Effective images, concept counts and the six metrics of one seed, every layer.
 
     Args:
@@ -215,6 +215,7 @@ def evaluate_seed(tables: Sequence[tuple[str, str, object, str | Path]], data_ro
         selection: ``effective`` (the paper's image rule) or ``usable``.
         chosen: per layer, the effective-first schedule's chosen.csv: the images derived here
             must be exactly those (a consistency check of the two schedules' code paths).
+        premise_margin: the teacher's smallest lead over the baseline (warned about below it).
 
     Returns:
         ``metrics`` (one row per layer and network), ``per_image`` (per layer, network, epoch and
@@ -288,10 +289,14 @@ def evaluate_seed(tables: Sequence[tuple[str, str, object, str | Path]], data_ro
                             len(missed))
     for layer in dict.fromkeys(r["layer"] for r in metric_rows):
         acc = {r["network"]: r["test_accuracy"] for r in metric_rows if r["layer"] == layer}
-        if acc.get("teacher", 1.0) <= acc.get("baseline", 0.0):
-            log.warning("PREMISE NOT MET (seed %s): the teacher's test accuracy %.4f does not beat the "
-                        "baseline's %.4f; the paper's claims cannot be tested on this run",
-                        seed, acc["teacher"], acc["baseline"])
+        if "teacher" in acc and "baseline" in acc:
+            held = M.premise(pd.DataFrame([acc]), premise_margin)
+            if not held["premise_held"].all():
+                log.warning("PREMISE NOT HELD (seed %s): the teacher's test accuracy %.4f leads the "
+                            "baseline's %.4f by %+.4f, less than the margin %.2f "
+                            "(metrics.premise_margin); the paper's claims cannot be tested on this run",
+                            seed, acc["teacher"], acc["baseline"],
+                            held["teacher_minus_baseline"].iloc[0], premise_margin)
     order = {"teacher": 0, "distilled_student": 1, "logit_student": 2, "baseline": 3}
     metrics = pd.DataFrame(metric_rows).sort_values(
         ["layer", "network"], key=lambda s: s.map(order) if s.name == "network" else s,
@@ -325,17 +330,20 @@ def work_table(tables: Sequence[tuple[str, str, object, str | Path]],
 
 
 def pool_seeds(per_seed: Mapping[str, Sequence[str | Path]], *, students: Sequence[str],
-               resamples: int, confidence: float) -> dict[str, pd.DataFrame]:
+               resamples: int, confidence: float,
+               premise_margin: float = M.PREMISE_MARGIN) -> dict[str, pd.DataFrame]:
     """The seeds' tables side by side, and the pooled verdicts with confidence intervals.
 
     Args:
         per_seed: table name (``metrics``, ``images``, ``per_image``, ``selection``, ``work``)
             -> the seeds' csv files.
+        premise_margin: the teacher's smallest lead over the baseline (:func:`kdconcepts.metrics.premise`).
 
     Returns:
         The concatenated tables (``metrics`` also gets rows ``seed = "pooled"``, the mean over
         seeds), ``hypotheses`` (:func:`kdconcepts.metrics.pooled_hypotheses`), ``differences``
-        (per seed and pooled, for the figure) and ``premise`` (test accuracies per seed).
+        (per seed and pooled, for the figure) and ``premise`` (test accuracies per seed, the
+        teacher's lead and whether it reaches ``premise_margin``).
     """
     out = {name: pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
            for name, paths in per_seed.items()}
@@ -353,8 +361,7 @@ def pool_seeds(per_seed: Mapping[str, Sequence[str | Path]], *, students: Sequen
                                      "ci_low", "ci_high"]].assign(seed="pooled")
     out["differences"] = pd.concat([per_seed_diff.astype({"seed": object}), pooled_diff], ignore_index=True)
     accuracy = metrics.pivot_table(index="seed", columns="network", values="test_accuracy", aggfunc="first")
-    accuracy["teacher_minus_baseline"] = accuracy["teacher"] - accuracy["baseline"]
-    out["premise"] = accuracy.reset_index()
+    out["premise"] = M.premise(accuracy.reset_index(), premise_margin)
     return out
 
 

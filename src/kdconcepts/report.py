@@ -54,16 +54,32 @@ def _with_ci(value: float, low: float, high: float, digits: int | None) -> str:
 
 
 def premise_sentence(premise: pd.DataFrame, networks: Sequence[str]) -> tuple[str, bool]:
-    """The premise line: test accuracies (mean over seeds, and the smallest teacher lead), and
-    whether the teacher beat the baseline in every seed."""
+    """The premise line and whether the premise held.
+
+    Args:
+        premise: ``premise.csv`` (:func:`kdconcepts.metrics.premise`): per seed the test
+            accuracies, the teacher's lead over the baseline and whether it reached the margin.
+        networks: the networks whose mean accuracy the line names (after the teacher).
+
+    Returns:
+        The line (mean test accuracies, the range of the teacher's lead, the margin, and
+        "held" or "not held" with the smallest lead and its seed) and whether it held in
+        every seed.
+    """
     means = ", ".join(f"{NETWORK_LABELS.get(n, n).lower()} {premise[n].mean():.3f}"
                       for n in ["teacher", *networks] if n in premise)
     gaps = premise["teacher_minus_baseline"]
-    held = bool((gaps > 0).all())
+    margin = float(premise["premise_margin"].iloc[0])
+    held = bool(premise["premise_held"].all())
     text = (f"test accuracy, mean over {len(premise)} seed(s): {means}; teacher minus baseline "
-            f"{gaps.min():+.3f} to {gaps.max():+.3f}")
-    if not held:
-        text += ". PREMISE NOT MET: the teacher does not beat the baseline in every seed"
+            f"{gaps.min():+.3f} to {gaps.max():+.3f}; premise (the teacher leads by at least "
+            f"{margin:.2f} in every seed): ")
+    if held:
+        text += "held"
+    else:
+        weakest = premise.loc[gaps.idxmin()]
+        text += (f"not held (smallest lead {weakest['teacher_minus_baseline']:+.3f}, seed "
+                 f"{weakest['seed']})")
     return text, held
 
 
@@ -311,7 +327,7 @@ def summary_markdown(*, command: str, tree: str, hypotheses: pd.DataFrame, premi
         "",
         "## Premise",
         "",
-        f"{'Held' if held else '**NOT MET**'}: {sentence}.",
+        f"{'Held' if held else '**Not held**'}: {sentence}.",
         "",
         _markdown_table(per_seed_acc),
         "",

@@ -85,6 +85,7 @@ rule pool:
         students=STUDENTS,
         resamples=config["metrics"]["resamples"],
         confidence=config["metrics"]["confidence"],
+        premise_margin=config["metrics"]["premise_margin"],
     log:
         "logs/{tree}/pool.log",
     benchmark:
