@@ -1,6 +1,6 @@
 # kdconcepts: the whole artifact in one image. Reproduce everything on a GPU host with
 #   mkdir -p results && docker run --gpus all \
-#     -v "$PWD/results:/home/kd/kdconcepts/results" IMAGE snakemake --cores all
+#     -v "$PWD/results:/home/kd/kdconcepts/results" IMAGE
 # (docs/ARTIFACT_EVALUATION.md: build, run as another uid, the smoke config, expected times).
 #
 # Base image. PyTorch 2.14.1 + CUDA 13.0 come from the hash-pinned lock (envs/requirements.lock:
@@ -93,5 +93,6 @@ LABEL org.opencontainers.image.title="kdconcepts" \
       org.opencontainers.image.licenses="MIT" \
       org.opencontainers.image.base.name="${BASE_IMAGE}"
 
-# `docker run IMAGE` alone runs the default pipeline; any other command replaces it.
-CMD ["snakemake", "--cores", "all"]
+# `docker run IMAGE` alone does what `make reproduce` does: the default pipeline, then the
+# report (results/report.html); any other command replaces it.
+CMD ["sh", "-c", "snakemake --cores all --rerun-incomplete && snakemake --report results/report.html"]
