@@ -6,6 +6,7 @@ import subprocess
 
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from conftest import ROOT, SMOKE, smoke_reference_run, snakemake
@@ -165,6 +166,20 @@ def test_smoke_pipeline_end_to_end(smoke, tmp_path):
     outputs = re.findall(r"^\s+output: (.+)$", more.stdout, flags=re.M)
     per_seed = [o for o in outputs if "/seed_" in o]
     assert per_seed and all("/seed_2/" in o for o in per_seed), per_seed
+
+    # A device this machine lacks is refused before any job, so no trained network is lost
+    # (its changed value would otherwise rerun training, which deletes the old outputs first).
+    if not torch.cuda.is_available():
+        cfg = yaml.safe_load((repo_copy / SMOKE).read_text())
+        cfg["device"] = "cuda"
+        (tmp_path / "cuda.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+        trained = {p: p.stat().st_mtime_ns for p in results.glob("seed_*/train/**/*") if p.is_file()}
+        refused = snakemake(repo_copy, "--cores", "2", "--configfile", str(tmp_path / "cuda.yaml"))
+        assert refused.returncode != 0
+        assert "device: device 'cuda' is not on this machine, which has no CUDA device" in refused.stderr
+        assert "localrule " not in refused.stderr and "Finished jobid" not in refused.stderr  # no job ran
+        assert trained and {p: p.stat().st_mtime_ns for p in results.glob("seed_*/train/**/*")
+                            if p.is_file()} == trained
 
     report = snakemake(repo_copy, "--configfile", SMOKE, "--report", str(tmp_path / "report.html"))
     assert report.returncode == 0, report.stderr[-3000:]

@@ -60,7 +60,10 @@ def _problems(**changes) -> str:
     ({"quantify.boost_factor": 0.5}, "quantify.boost_factor = 0.5"),
     ({"quantify.lr": "1e-4"}, "write 1.0e-4"),
     ({"augment.crop_resize": 16}, "augment.crop_resize = 16 is smaller than the images (32 px)"),
-    ({"networks": ["distilled_student", "logit_student"]}, "must list the baseline"),
+    ({"networks": ["distilled_student", "logit_student"]}, "lacks the baseline (baseline: every student"),
+    ({"networks": ["logit_student"]}, "networks = ['logit_student'] lacks the baseline"),
+    ({"networks": ["baseline"]}, "lacks a student (distilled_student or logit_student)"),
+    ({"networks": []}, "lacks the baseline (baseline: every student is compared with it) and a student"),
     ({"distilled_student.lr_start": {"fc1": 0.01}}, "gives no rate for layer(s) ['conv']"),
     ({"sweep": {"parameter": "background_bias", "values": [0.0, 0.3], "dvc_stage": "synthetic_bias",
                 "root": "data/synthetic/bias_{value}/target"}}, "'synthetic_bias@0.3' is not a stage"),
@@ -213,3 +216,19 @@ def test_an_unreadable_round_verdict_is_named_before_any_job(repo_copy):
     out = run.stdout + run.stderr
     assert "cannot read the round verdict results/seed_0/quantify/conv/round_0/verdict.csv" in out, out[-2000:]
     assert "delete it and run again" in out
+
+
+def test_a_device_the_machine_lacks_is_named_with_what_it_has(monkeypatch):
+    from kdconcepts import runtime
+
+    assert runtime.device_problem("auto") is None and runtime.device_problem("cpu") is None
+    assert "is not a device name" in runtime.device_problem("gpu0")
+    monkeypatch.setattr(runtime.torch.cuda, "is_available", lambda: False)
+    assert runtime.device_problem("cuda") == "device 'cuda' is not on this machine, which has no CUDA device"
+    with pytest.raises(ValueError, match="which has no CUDA device; use 'auto' or 'cpu'"):
+        runtime.resolve_device("cuda:0")
+    monkeypatch.setattr(runtime.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(runtime.torch.cuda, "device_count", lambda: 2)
+    assert runtime.device_problem("cuda") is None and runtime.device_problem("cuda:1") is None
+    assert runtime.device_problem("cuda:2") == ("device 'cuda:2' is not on this machine, which has "
+                                                "2 CUDA device(s): cuda:0, cuda:1")

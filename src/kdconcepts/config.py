@@ -173,8 +173,14 @@ def config_problems(config: dict[str, Any], schema: dict, *, workdir: str | Path
     problems += SigmaConfig.problems(q, prefix="quantify.")
 
     networks = config["networks"]
-    if "baseline" not in networks or len(networks) < 2:
-        problems.append(f"networks = {networks} must list the baseline and at least one student")
+    lacking = []
+    if "baseline" not in networks:
+        lacking.append("the baseline (baseline: every student is compared with it)")
+    if not [n for n in networks if n != "baseline"]:
+        lacking.append("a student (distilled_student or logit_student)")
+    if lacking:
+        problems.append(f"networks = {networks} lacks {' and '.join(lacking)}; it must list the "
+                        "baseline and at least one student")
     epochs = config["checkpoints"]
     if list(epochs) != sorted(epochs):
         problems.append(f"checkpoints must be ascending, got {epochs}")

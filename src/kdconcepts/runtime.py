@@ -23,15 +23,36 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+def device_problem(spec: str | torch.device | None) -> str | None:
+    """Why the device ``spec`` cannot be used on this machine, naming what it has; or None.
+
+    ``auto``, ``cpu`` and None always work. A CUDA device needs CUDA, and ``cuda:N`` needs at
+    least N + 1 devices.
+    """
+    if spec is None or spec == "auto":
+        return None
+    try:
+        device = torch.device(spec)
+    except RuntimeError as error:
+        return f"{str(spec)!r} is not a device name ({error})"
+    if device.type != "cuda":
+        return None
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count and (device.index is None or device.index < count):
+        return None
+    has = ("no CUDA device" if not count else
+           f"{count} CUDA device(s): " + ", ".join(f"cuda:{i}" for i in range(count)))
+    return f"device {str(spec)!r} is not on this machine, which has {has}"
+
+
 def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
     """``auto`` (or None) -> CUDA when available, else CPU; otherwise the named device, checked."""
     if spec is None or spec == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(spec)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {str(spec)!r} requested but CUDA is not available; "
-                         "use 'auto' or 'cpu'")
-    return device
+    problem = device_problem(spec)
+    if problem:
+        raise ValueError(f"{problem}; use 'auto' or 'cpu'")
+    return torch.device(spec)
 
 
 @contextlib.contextmanager

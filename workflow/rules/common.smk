@@ -31,6 +31,23 @@ if _problems:
     raise WorkflowError("Invalid configuration:\n  - " + "\n  - ".join(_problems))
 
 
+onstart:
+    # The device, checked where the jobs will run, before any job starts (and so before Snakemake
+    # deletes the old outputs of a job it reruns: a `device: cuda` on a machine without CUDA used
+    # to fail the first training job after its trained networks were gone). Only here does
+    # Snakemake know the executor: jobs of a local run use this machine's devices, while a
+    # remote executor (the SLURM profile) sends them to the cluster's nodes, which this machine
+    # cannot see; a CUDA config submitted from a CPU-only login node is checked by its jobs.
+    if workflow.local_exec:
+        from kdconcepts.runtime import device_problem
+
+        _device = device_problem(config["device"])
+        if _device:
+            raise WorkflowError(
+                f"Invalid configuration:\n  - device: {_device}; use 'auto' or 'cpu', or run the "
+                "jobs where the device is (e.g. --workflow-profile workflow/profiles/slurm)")
+
+
 def _key_sorted(node):
     return {k: _key_sorted(node[k]) for k in sorted(node)} if isinstance(node, dict) else node
 
