@@ -108,12 +108,41 @@ def test_cli_with_a_torchvision_model_and_bad_arguments(tmp_path):
     assert not (out / "maps").exists()
     with pytest.raises(SystemExit, match="divisible"):
         main(["--torchvision-model", "squeezenet1_0", "--no-weights", "--layer",
-              "features.0", "--images", str(images), "--out", str(out), "--grid", "5"])
+              "features.0", "--images", str(images), "--out", str(out), "--grid", "5", "--overwrite"])
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(SystemExit, match="no images"):
         main(["--torchvision-model", "squeezenet1_0", "--no-weights", "--layer",
-              "features.0", "--images", str(empty), "--out", str(out)])
+              "features.0", "--images", str(empty), "--out", str(out), "--overwrite"])
+    # Runs that failed replaced nothing: the first run's table is still there.
+    assert len(pd.read_parquet(out / "entropy.parquet")) == 2
+
+
+def test_cli_refuses_an_earlier_runs_outputs_or_replaces_them_all(tmp_path):
+    """A second run into the same --out: refused before any work, naming what is there; with
+    --overwrite, nothing of the earlier run stays (no map of an image it did not quantify), and
+    every output gets the usual file mode (umask), not the temporary file's 0600."""
+    import os
+    import stat
+
+    images = tmp_path / "imgs"
+    _plain_folder(images, n=3)
+    _checkpoint(tmp_path / "net.pt")
+    out = tmp_path / "out"
+    run = ["--checkpoint", str(tmp_path / "net.pt"), "--layer", "conv", "--images", str(images),
+           "--out", str(out), *FAST]
+    assert main(run) == 0
+    assert sorted(p.name for p in (out / "maps").iterdir()) == ["img0.png", "img1.png", "img2.png"]
+    with pytest.raises(SystemExit, match=r"holds an earlier run's outputs \(entropy.parquet, "
+                                         r"concepts.csv, maps/ \(3 files\)\); .* --overwrite"):
+        main([*run, "--limit", "1"])
+    assert main([*run, "--limit", "1", "--overwrite"]) == 0
+    assert [p.name for p in (out / "maps").iterdir()] == ["img0.png"]
+    assert pd.read_parquet(out / "entropy.parquet")["image_id"].tolist() == ["img0"]
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in [out / "entropy.parquet", out / "concepts.csv", out / "maps/img0.png"]:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path
 
 
 def test_cli_settled_stop_gives_the_full_loops_maps_with_fewer_passes(tmp_path):

@@ -18,8 +18,8 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -31,6 +31,7 @@ from kdconcepts.quantify.config import SigmaConfig, sigma_schema
 from kdconcepts.quantify.engine import PRECISIONS, resolve_device
 from kdconcepts.quantify.figures import save_entropy_map
 from kdconcepts.quantify.pipeline import quantify_images
+from kdconcepts.runtime import atomic_path
 
 log = logging.getLogger("kdconcepts.quantify")
 
@@ -60,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="conv | fc1 | fc2 (kdconcepts architectures) or a node name")
     parser.add_argument("--images", type=Path, required=True, help="image folder")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier run's outputs in --out (refused without it)")
     parser.add_argument("--split", choices=("train", "test", "all"), default="all",
                         help="prepared dataset: which split (default all)")
     parser.add_argument("--skip-bad", action="store_true",
@@ -217,6 +220,10 @@ def _check_arguments(args: argparse.Namespace) -> None:
         raise SystemExit(f"--image-size must be >= 8, got {args.image_size}")
     if args.out.exists() and not args.out.is_dir():
         raise SystemExit(f"--out {args.out} exists and is not a folder")
+    earlier = _earlier_outputs(args.out) if args.out.is_dir() else []
+    if earlier and not args.overwrite:
+        raise SystemExit(f"--out {args.out} holds an earlier run's outputs ({', '.join(earlier)}); "
+                         "choose another folder, or pass --overwrite to replace them")
     ancestor = args.out
     while not ancestor.exists():
         ancestor = ancestor.parent
@@ -231,15 +238,35 @@ def _normalise(images: torch.Tensor, mean, std) -> torch.Tensor:
 
 
 def _atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, suffix=path.suffix + ".tmp")
-    os.close(handle)
-    try:
+    with atomic_path(path) as tmp:
         write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+
+
+#: What a run writes into --out: an earlier run's are replaced only with --overwrite.
+_OUTPUTS = ("entropy.parquet", "concepts.csv", "skipped.csv", "maps")
+
+
+def _earlier_outputs(out: Path) -> list[str]:
+    """The outputs of an earlier run in ``out``, described (``maps/ (6 files)``)."""
+    found = []
+    for name in _OUTPUTS:
+        path = out / name
+        if path.is_dir():
+            found.append(f"{name}/ ({sum(1 for _ in path.iterdir())} files)")
+        elif path.exists():
+            found.append(name)
+    return found
+
+
+def _remove_earlier_outputs(out: Path) -> None:
+    """Remove what an earlier run wrote (only the names in ``_OUTPUTS``), so that nothing of it
+    stays beside the new outputs (a map of an image this run did not quantify, say)."""
+    for name in _OUTPUTS:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -285,6 +312,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             progress_desc=f"images {start + 1}-{stop} of {len(ids)}"))
     table = pd.concat(tables, ignore_index=True)
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.overwrite:  # only now that the new outputs are ready to be written
+        _remove_earlier_outputs(args.out)
     _atomic(args.out / "entropy.parquet", lambda tmp: table.to_parquet(tmp, index=False))
     if skipped:
         _atomic(args.out / "skipped.csv", lambda tmp: pd.DataFrame(

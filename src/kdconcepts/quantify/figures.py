@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from kdconcepts.runtime import atomic_path
 
 
 def save_entropy_map(path: str | os.PathLike, image: torch.Tensor, entropy: torch.Tensor,
@@ -50,14 +51,9 @@ def save_entropy_map(path: str | os.PathLike, image: torch.Tensor, entropy: torc
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png.tmp")
-    os.close(handle)
     try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:  # the usual file mode (umask), as every output
+            fig.savefig(tmp, format="png")
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
