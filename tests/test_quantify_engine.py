@@ -12,7 +12,7 @@ from torch import nn
 from torchvision.models.feature_extraction import create_feature_extractor
 
 from kdconcepts.quantify import SigmaConfig, estimate_sigma
-from kdconcepts.quantify.engine import noise_generator, settled_last_step
+from kdconcepts.quantify.engine import estimate_sigma_f, noise_generator, settled_last_step
 
 torch.set_num_threads(1)
 
@@ -420,3 +420,17 @@ def test_on_a_cpu_an_images_map_is_bit_identical_in_any_batch():
         assert torch.equal(part.sigma, batch.sigma[subset])
         assert torch.equal(part.trace, batch.trace[subset])
         assert torch.equal(part.sigma_f, batch.sigma_f[subset])
+
+
+def test_non_finite_pixels_are_named_before_any_work():
+    """A NaN pixel used to make its image "not usable" (sigma_f = NaN), like a dead layer."""
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1))
+    images = torch.rand(3, 3, 8, 8)
+    images[1, 0, 2, 2] = float("nan")
+    images[2, :, 0, 0] = float("inf")
+    cfg = SigmaConfig(grid=4, steps=6, boost_after=4, samples=4)
+    with pytest.raises(ValueError, match=r"non-finite pixel values \(NaN or inf\) in image\(s\) "
+                                         r"b \(1 value\(s\)\), c \(3 value\(s\)\)"):
+        estimate_sigma(net, "0", images, cfg, image_keys=["a", "b", "c"])
+    with pytest.raises(ValueError, match=r"in image\(s\) 1 \(1 value"):
+        estimate_sigma_f(net, "0", images[:2], cfg)

@@ -232,3 +232,24 @@ def test_a_device_the_machine_lacks_is_named_with_what_it_has(monkeypatch):
     assert runtime.device_problem("cuda") is None and runtime.device_problem("cuda:1") is None
     assert runtime.device_problem("cuda:2") == ("device 'cuda:2' is not on this machine, which has "
                                                 "2 CUDA device(s): cuda:0, cuda:1")
+
+
+def test_quantify_cli_names_non_finite_pixels_before_any_work(prepared, tmp_path, monkeypatch):
+    """Non-finite input values (a NaN in a decoded image, an overflow in a normalisation) are
+    named with the image before any map is made, not turned into "not usable" images."""
+    import kdconcepts.quantify.cli as cli
+
+    real = cli.load_images
+
+    def with_a_nan(*args, **kwargs):
+        images, masks, ids, skipped = real(*args, **kwargs)
+        images[ids.index("train_2"), 1, 3, 3] = float("nan")
+        return images, masks, ids, skipped
+
+    monkeypatch.setattr(cli, "load_images", with_a_nan)
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit, match=r"--images .*: non-finite pixel values \(NaN or inf\) in "
+                                         r"image\(s\) train_2 \(1 value\(s\)\)"):
+        quantify_main(["--torchvision-model", "squeezenet1_0", "--no-weights", "--layer",
+                       "features.0", "--images", str(prepared), "--out", str(out), *FAST])
+    assert not out.exists()

@@ -28,7 +28,7 @@ import torch
 
 from kdconcepts.quantify.concepts import background_baseline, concept_counts, downsample_mask
 from kdconcepts.quantify.config import SigmaConfig, sigma_schema
-from kdconcepts.quantify.engine import PRECISIONS, resolve_device
+from kdconcepts.quantify.engine import PRECISIONS, _refuse_non_finite, resolve_device
 from kdconcepts.quantify.figures import save_entropy_map
 from kdconcepts.quantify.pipeline import quantify_images
 from kdconcepts.runtime import atomic_path
@@ -298,6 +298,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.limit is not None:
         images, ids = images[: args.limit], ids[: args.limit]
         masks = None if masks is None else masks[: args.limit]
+    try:  # before any work, not at the batch that holds the image
+        _refuse_non_finite(images, ids)
+    except ValueError as error:
+        raise SystemExit(f"--images {args.images}: {error}") from None
     if images.shape[-1] % cfg.grid or images.shape[-2] % cfg.grid:
         raise SystemExit(f"image size {tuple(images.shape[-2:])} not divisible by grid "
                          f"{cfg.grid}; pass --image-size")

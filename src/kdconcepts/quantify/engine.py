@@ -428,6 +428,7 @@ def _prepare(model, layer, images, cfg, seed, image_keys, device, max_batch, pre
         raise ValueError(f"{len(keys)} image_keys for {n_images} images")
     if len({str(k) for k in keys}) != len(keys):
         raise ValueError("image_keys must be distinct (as strings)")
+    _refuse_non_finite(images, keys)
 
     device = resolve_device(device)
     if per_image == "auto":
@@ -440,6 +441,16 @@ def _prepare(model, layer, images, cfg, seed, image_keys, device, max_batch, pre
     engine.fit_chunk(x, chunk_bytes, cfg.samples)
     generators = [noise_generator(seed, key, device) for key in keys]
     return cfg, engine, x, generators
+
+
+def _refuse_non_finite(images: torch.Tensor, keys: Sequence[Any]) -> None:
+    """A NaN or infinite pixel would make its image look "not usable" (sigma_f = NaN), like a
+    dead layer, and the cause would be lost: name the images and how many such values."""
+    bad = (~torch.isfinite(images.detach())).flatten(1).sum(1)
+    if bool(bad.any()):
+        named = ", ".join(f"{keys[i]!s} ({int(bad[i])} value(s))" for i in bad.nonzero().flatten().tolist())
+        raise ValueError(f"non-finite pixel values (NaN or inf) in image(s) {named}; "
+                         "fix or leave out those images")
 
 
 def _optimise(engine: _Engine, x: torch.Tensor, cfg: SigmaConfig,
