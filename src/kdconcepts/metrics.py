@@ -33,7 +33,7 @@ import pandas as pd
 import torch
 
 from kdconcepts.quantify import background_baseline, concept_counts
-from kdconcepts.schedule import late_epochs
+from kdconcepts.schedule import late_epochs, meets_effective_rule
 
 __all__ = [
     "HYPOTHESES",
@@ -49,8 +49,6 @@ __all__ = [
     "pooled_hypotheses",
     "premise",
     "seed_differences",
-    "stability",
-    "simultaneity",
     "verdict",
 ]
 
@@ -111,11 +109,8 @@ def effective_images(table: pd.DataFrame, fg: dict[str, np.ndarray], grid: int,
         if rule == "usable":
             verdict[image_id] = True
             continue
-        ok = True
-        for _, row in rows[rows["epoch"].isin(late)].iterrows():
-            h = np.asarray(row["entropy"], dtype=np.float64).reshape(grid, grid)
-            ok &= bool(h[~mask].mean() >= h[mask].mean())
-        verdict[image_id] = ok
+        verdict[image_id] = all(meets_effective_rule(row.usable, row.entropy, mask, grid)
+                                for row in rows[rows["epoch"].isin(late)].itertuples(index=False))
     return pd.Series(verdict, name="effective", dtype=bool)
 
 
@@ -176,27 +171,6 @@ def image_metrics(counts: pd.DataFrame, weight_distance: pd.Series | None) -> pd
                 row[name] = len(sets[final]) / len(union) if union else np.nan
         rows.append(row)
     return pd.DataFrame(rows, columns=list(IMAGE_COLUMNS))
-
-
-def simultaneity(counts: pd.DataFrame, weight_distance: pd.Series) -> dict[str, float]:
-    """D_mean, D_var (the authors' np.var) and D_std over images.
-
-    Args:
-        counts: output of :func:`count_concepts` over all checkpoints.
-        weight_distance: d(m) indexed by epoch.
-    """
-    d = image_metrics(counts, weight_distance)["d"].to_numpy()
-    return {"d_mean": float(d.mean()), "d_var": float(np.var(d)), "d_std": float(np.std(d))}
-
-
-def stability(counts: pd.DataFrame) -> dict[str, float]:
-    """rho over foreground concepts (the paper's), background ones and all cells.
-
-    An image with no concept at any checkpoint has an empty union and is left out of that mean.
-    """
-    per_image = image_metrics(counts, pd.Series(0.0, index=sorted(counts["epoch"].unique())))
-    return {name: float(per_image[name].mean()) if per_image[name].notna().any() else float("nan")
-            for name in ("rho", "rho_bg", "rho_all")}
 
 
 def _aggregate(per_image: pd.DataFrame) -> dict[str, float]:

@@ -30,8 +30,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["candidate_indices", "round_ranks", "late_epochs", "early_epochs", "rule_failures",
-           "survivors", "verdict_table", "choose", "needs_another_round"]
+__all__ = ["candidate_indices", "round_ranks", "late_epochs", "early_epochs", "meets_effective_rule",
+           "rule_failures", "survivors", "verdict_table", "choose", "needs_another_round"]
 
 
 def candidate_indices(n_train: int, n_candidates: int, seed: int) -> np.ndarray:
@@ -64,20 +64,29 @@ def early_epochs(epochs: Sequence[int], late_fraction: float) -> list[int]:
     return [e for e in epochs if e not in late]
 
 
+def meets_effective_rule(usable: bool, entropy: Sequence[float], mask: np.ndarray, grid: int) -> bool:
+    """The effective rule at one late checkpoint (SPEC section 5), the one both the schedule
+    and the metrics apply: the image is usable (sigma_f != 0) and its mean background entropy
+    is at least its mean foreground entropy. A mask without foreground or background cells
+    cannot compare the two means, and a NaN mean compares false: both fail.
+
+    Args:
+        usable: sigma_f != 0 at this checkpoint.
+        entropy: the G*G entropy map, row-major.
+        mask: the G x G foreground grid mask (bool).
+        grid: G.
+    """
+    if not usable or mask.all() or not mask.any():
+        return False
+    h = np.asarray(entropy, dtype=np.float64).reshape(grid, grid)
+    return bool(h[~mask].mean() >= h[mask].mean())
+
+
 def rule_failures(table: pd.DataFrame, fg: Mapping[str, np.ndarray], grid: int) -> set[str]:
-    """Image ids of one (network, late checkpoint) table that fail the effective rule there:
-    not usable, or mean background entropy below mean foreground entropy, or a mask without
-    foreground or background cells (the two means cannot be compared)."""
-    failed = set()
-    for row in table.itertuples(index=False):
-        mask = fg[row.image_id]
-        if not row.usable or mask.all() or not mask.any():
-            failed.add(row.image_id)
-            continue
-        h = np.asarray(row.entropy, dtype=np.float64).reshape(grid, grid)
-        if not h[~mask].mean() >= h[mask].mean():
-            failed.add(row.image_id)
-    return failed
+    """Image ids of one (network, late checkpoint) table that fail the effective rule there
+    (:func:`meets_effective_rule`)."""
+    return {row.image_id for row in table.itertuples(index=False)
+            if not meets_effective_rule(row.usable, row.entropy, fg[row.image_id], grid)}
 
 
 def survivors(candidates: Sequence[str], newer: Mapping[str, pd.DataFrame],
