@@ -73,6 +73,7 @@ dataset:
   dvc_stage: prepare_{dataset}
   root: data/prepared/{dataset}
   pretrain_root: null        # the teacher's extra knowledge is ImageNet (teacher.init: imagenet)
+  normalize: imagenet        # (authors' code) ImageNet mean/std, what the ImageNet-initialised teacher expects
 
 sweep: null
 
@@ -189,6 +190,7 @@ dataset:
   dvc_stage: prepare_{dataset}_quick   # (chosen) a class subset: params.yaml prepare_{dataset}_quick
   root: data/prepared/{dataset}_quick
   pretrain_root: null
+  normalize: imagenet        # (authors' code) ImageNet mean/std, what the ImageNet-initialised teacher expects
 
 sweep: null
 

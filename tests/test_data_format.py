@@ -209,3 +209,33 @@ def test_denormalize_rejects_wrong_shape(tmp_path):
     meta = read_meta(_write(tmp_path / "toy"))
     with pytest.raises(ValueError, match="expected"):
         denormalize(torch.zeros(2, 1, SIZE, SIZE), meta)
+
+
+def test_the_configured_normalisation_reaches_the_tensors(tmp_path):
+    """dataset.normalize (issue 20): a paper config's jobs load ImageNet-normalised tensors, as
+    an ImageNet-initialised teacher expects (SPEC section 7), and the default's are unchanged."""
+    import yaml
+
+    from kdconcepts.data import IMAGENET_MEAN, IMAGENET_STD, normalization
+
+    repo = Path(__file__).resolve().parents[1]
+    paper = yaml.safe_load((repo / "config/paper/cub_vgg16.yaml").read_text())["dataset"]["normalize"]
+    default = yaml.safe_load((repo / "config/config.yaml").read_text())["dataset"]["normalize"]
+    assert (paper, default) == ("imagenet", "dataset")
+    root = _write(tmp_path / "toy")
+    raw = load_split(root, "train", normalize="none")
+    torch.testing.assert_close(raw.images, load_split(root, "train", normalize=False).images)
+
+    imagenet = load_split(root, "train", normalize=paper)
+    want = (raw.images - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    torch.testing.assert_close(imagenet.images, want)
+    assert (imagenet.meta["mean"], imagenet.meta["std"]) == (list(IMAGENET_MEAN), list(IMAGENET_STD))
+    torch.testing.assert_close(denormalize(imagenet.images, imagenet.meta), raw.images, atol=1e-6, rtol=0)
+
+    # The default's loader: bit-identical to the dataset-statistics path it always took.
+    ours = load_split(root, "train", normalize=default)
+    assert torch.equal(ours.images, load_split(root, "train", normalize=True).images)
+    assert ours.meta == read_meta(root)
+    assert normalization("dataset", ours.meta) == (ours.meta["mean"], ours.meta["std"])
+    with pytest.raises(ValueError, match=r"normalize must be one of \('dataset', 'imagenet', 'none'\)"):
+        load_split(root, "train", normalize="ImageNet")

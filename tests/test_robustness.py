@@ -48,6 +48,8 @@ def _problems(**changes) -> str:
     ({"layers": ["nonexistent"]}, "unknown layer 'nonexistent' for small_vgg"),
     ({"layers": ["features.2"]}, "is a ReLU, not a conv/linear layer"),
     ({"teacher.init": "imagenet"}, "teacher.init = 'imagenet' but architecture = 'small_vgg'"),
+    ({"teacher.init": "imagenet"}, "but dataset.normalize = 'dataset': ImageNet weights expect"),
+    ({"dataset.normalize": "ImageNet"}, "dataset.normalize = 'ImageNet'"),
     ({"dataset.dvc_stage": "synthetc"}, "dataset.dvc_stage = 'synthetc' is not a stage of dvc.yaml"),
     ({"dataset.dvc_stage": "prepare_cub"}, "is not made by DVC stage 'prepare_cub'"),
     ({"quantify.grid": 5}, "quantify.grid = 5 does not divide the prepared image size 32 px"),

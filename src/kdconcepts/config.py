@@ -212,6 +212,10 @@ def config_problems(config: dict[str, Any], schema: dict, *, workdir: str | Path
                         "weights; use teacher.init = 'pretrain' (or 'none')")
     if teacher["init"] != "imagenet" and teacher["weights"]:
         problems.append(f"teacher.weights is set but teacher.init = {teacher['init']!r} does not use it")
+    if teacher["init"] == "imagenet" and dataset["normalize"] != "imagenet":
+        problems.append(f"teacher.init = 'imagenet' but dataset.normalize = {dataset['normalize']!r}: "
+                        "ImageNet weights expect ImageNet-normalised inputs (SPEC section 7); set "
+                        "dataset.normalize: imagenet")
 
     # The DVC stages that make the data: they must exist and produce the configured folders.
     dvc_yaml = workdir / "dvc.yaml"

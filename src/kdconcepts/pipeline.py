@@ -55,14 +55,16 @@ def _load(checkpoint: str | Path, device: str):
 
 def quantify_at(checkpoint: str | Path, data_root: str | Path, layer: str, quantify_cfg: Mapping,
                 image_ids: Sequence[str], *, seed: int, n_candidates: int,
-                device: str = "auto") -> pd.DataFrame:
+                device: str = "auto", normalize: str = "dataset") -> pd.DataFrame:
     """Sigma maps of the given training images at one checkpoint (one row per image).
 
     Every network and checkpoint sees the same image with the same noise (keyed by seed and
     image id), so maps differ only through the network, whatever else is quantified with them.
     Columns: ``image_id``, ``epoch``, ``candidate_rank`` (its place among the first
     ``n_candidates`` candidates, -1 if not among them), then the engine's
-    (:func:`kdconcepts.quantify.quantify_images`).
+    (:func:`kdconcepts.quantify.quantify_images`). ``normalize`` is the config's
+    ``dataset.normalize`` (:func:`kdconcepts.data.load_split`): the images, and so the noise
+    added to them, are in the space the network was trained in.
     """
     import torch
 
@@ -72,7 +74,7 @@ def quantify_at(checkpoint: str | Path, data_root: str | Path, layer: str, quant
     from kdconcepts.quantify.pipeline import TABLE_COLUMNS
 
     cfg = SigmaConfig.from_mapping(quantify_cfg)
-    train = load_split(data_root, "train")
+    train = load_split(data_root, "train", normalize=normalize)  # the space the network sees
     ranks = {image_id: r for r, image_id in enumerate(candidate_ids(train.ids, n_candidates, seed))}
     model, info, dev = _load(checkpoint, str(device))
     epoch = int(info.get("epoch", -1))
@@ -92,14 +94,15 @@ def quantify_at(checkpoint: str | Path, data_root: str | Path, layer: str, quant
 
 
 def quantify_all_candidates(checkpoint: str | Path, data_root: str | Path, layer: str,
-                            quantify_cfg: Mapping, *, seed: int, device: str = "auto") -> pd.DataFrame:
+                            quantify_cfg: Mapping, *, seed: int, device: str = "auto",
+                            normalize: str = "dataset") -> pd.DataFrame:
     """Every candidate at one checkpoint (the exhaustive schedule)."""
     from kdconcepts.data import read_index
 
     ids = [row.id for row in read_index(data_root) if row.split == "train"]
     n = int(quantify_cfg["candidates"])
     return quantify_at(checkpoint, data_root, layer, quantify_cfg, candidate_ids(ids, n, seed),
-                       seed=seed, n_candidates=n, device=device)
+                       seed=seed, n_candidates=n, device=device, normalize=normalize)
 
 
 def _fg_grids(data_root, ids: Sequence[str], grid: int) -> dict[str, np.ndarray]:
@@ -124,7 +127,8 @@ def _round_candidates(data_root, seed: int, ranks: range) -> list[str]:
 
 def quantify_late_step(checkpoint: str | Path, data_root: str | Path, layer: str,
                        quantify_cfg: Mapping, *, seed: int, ranks: range,
-                       newer: Mapping[str, str | Path], device: str = "auto") -> pd.DataFrame:
+                       newer: Mapping[str, str | Path], device: str = "auto",
+                       normalize: str = "dataset") -> pd.DataFrame:
     """One late checkpoint of one network in a round of the effective-first schedule.
 
     Quantifies the round's candidates (``ranks``) that are still in the running: all of them
@@ -138,12 +142,12 @@ def quantify_late_step(checkpoint: str | Path, data_root: str | Path, layer: str
     log.info("candidates %d-%d: %d of %d still in the running", ranks.start, ranks.stop - 1, len(alive),
              len(candidates))
     return quantify_at(checkpoint, data_root, layer, quantify_cfg, alive, seed=seed,
-                       n_candidates=ranks.stop, device=device)
+                       n_candidates=ranks.stop, device=device, normalize=normalize)
 
 
 def round_verdict(oldest: Mapping[str, str | Path], early: Mapping[str, Mapping[int, str | Path]],
                   data_root: str | Path, layer: str, quantify_cfg: Mapping, *, seed: int,
-                  ranks: range, device: str = "auto") -> pd.DataFrame:
+                  ranks: range, device: str = "auto", normalize: str = "dataset") -> pd.DataFrame:
     """Which candidates of a round are effective for every analysed network.
 
     Args:
@@ -169,7 +173,7 @@ def round_verdict(oldest: Mapping[str, str | Path], early: Mapping[str, Mapping[
         import torch
 
         from kdconcepts.data import load_split
-        train = load_split(data_root, "train")
+        train = load_split(data_root, "train", normalize=normalize)
         position = {image_id: k for k, image_id in enumerate(train.ids)}
         images = train.images[torch.as_tensor([position[i] for i in passed])]
         for network, by_epoch in early.items():

@@ -20,12 +20,12 @@ _NOT_IN_PARAMS = ("candidates", "schedule", "round_size", "threads")
 
 def _quantify_settings():
     return {"quantify": {k: v for k, v in config["quantify"].items() if k not in _NOT_IN_PARAMS},
-            "device": config["device"]}
+            "device": config["device"], "normalize": config["dataset"]["normalize"]}
 
 
 def _exhaustive_settings():
     return {"quantify": config["quantify"] | {"threads": None, "round_size": None, "schedule": None},
-            "device": config["device"]}
+            "device": config["device"], "normalize": config["dataset"]["normalize"]}
 
 
 def _round_span(w):

@@ -9,6 +9,6 @@ settings = smk.params.settings
 with job_logging(smk.log[0], threads=smk.threads):
     table = quantify_all_candidates(smk.input.checkpoint, smk.params.data_root, smk.wildcards.layer,
                                     settings["quantify"], seed=int(smk.wildcards.seed),
-                                    device=settings["device"])
+                                    device=settings["device"], normalize=settings["normalize"])
     with atomic_path(smk.output[0]) as tmp:
         table.to_parquet(tmp, index=False)

@@ -10,6 +10,7 @@ with job_logging(smk.log[0], threads=smk.threads):
     for checkpoint, output in zip(smk.input.checkpoints, smk.output, strict=True):
         table = quantify_at(checkpoint, smk.params.data_root, smk.wildcards.layer, settings["quantify"],
                             smk.params.images, seed=int(smk.wildcards.seed),
-                            n_candidates=smk.params.span[1], device=settings["device"])
+                            n_candidates=smk.params.span[1], device=settings["device"],
+                            normalize=settings["normalize"])
         with atomic_path(output) as tmp:
             table.to_parquet(tmp, index=False)

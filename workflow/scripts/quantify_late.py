@@ -10,6 +10,7 @@ with job_logging(smk.log[0], threads=smk.threads):
     for network, output in zip(smk.params.networks, smk.output, strict=True):
         table = quantify_late_step(smk.input[f"checkpoint_{network}"], smk.params.data_root,
                                    smk.wildcards.layer, settings["quantify"], seed=int(smk.wildcards.seed),
-                                   ranks=range(*smk.params.span), newer=newer, device=settings["device"])
+                                   ranks=range(*smk.params.span), newer=newer, device=settings["device"],
+                                   normalize=settings["normalize"])
         with atomic_path(output) as tmp:
             table.to_parquet(tmp, index=False)

@@ -9,6 +9,7 @@ with job_logging(smk.log[0], threads=smk.threads):
     oldest = {key.removeprefix("oldest_"): path for key, path in smk.input.items() if key.startswith("oldest_")}
     table = round_verdict(oldest, smk.params.early, smk.params.data_root,
                           smk.wildcards.layer, settings["quantify"], seed=int(smk.wildcards.seed),
-                          ranks=range(*smk.params.span), device=settings["device"])
+                          ranks=range(*smk.params.span), device=settings["device"],
+                          normalize=settings["normalize"])
     with atomic_path(smk.output[0]) as tmp:
         table.to_csv(tmp, index=False)

@@ -12,7 +12,7 @@ with job_logging(smk.log[0], threads=smk.threads):
     student = settings["distilled_student"]
     head = student["head"]
     layer = smk.wildcards.layer
-    train = load_split(smk.params.data_root, "train")
+    train = load_split(smk.params.data_root, "train", normalize=settings["dataset"]["normalize"])
     teacher, teacher_features = None, None
     if "features" in smk.input.keys():
         teacher_features, info = load_features(smk.input.features)
@@ -25,7 +25,7 @@ with job_logging(smk.log[0], threads=smk.threads):
         arch=settings["architecture"],
         layer=layer,
         train=train,
-        test=load_split(smk.params.data_root, "test"),
+        test=load_split(smk.params.data_root, "test", normalize=settings["dataset"]["normalize"]),
         schedule=Phase.from_mapping(student, layer=layer),
         checkpoint_epochs=settings["checkpoints"],
         head_epochs=head["epochs"],

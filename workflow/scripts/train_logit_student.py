@@ -13,8 +13,8 @@ with job_logging(smk.log[0], threads=smk.threads):
     train_logit_student(
         smk.output.final.rsplit("/", 1)[0],
         arch=settings["architecture"],
-        train=load_split(smk.params.data_root, "train"),
-        test=load_split(smk.params.data_root, "test"),
+        train=load_split(smk.params.data_root, "train", normalize=settings["dataset"]["normalize"]),
+        test=load_split(smk.params.data_root, "test", normalize=settings["dataset"]["normalize"]),
         schedule=Phase.from_mapping(section),
         layers=settings["layers"],
         checkpoint_epochs=settings["checkpoints"],

@@ -13,10 +13,10 @@ with job_logging(smk.log[0], threads=smk.threads):
     train_teacher(
         smk.output.final.rsplit("/", 1)[0],
         arch=settings["architecture"],
-        train=load_split(smk.params.data_root, "train"),
-        test=load_split(smk.params.data_root, "test"),
+        train=load_split(smk.params.data_root, "train", normalize=settings["dataset"]["normalize"]),
+        test=load_split(smk.params.data_root, "test", normalize=settings["dataset"]["normalize"]),
         init=teacher["init"],
-        pretrain_data=load_split(pretrain_root, "train") if pretrain_root else None,
+        pretrain_data=load_split(pretrain_root, "train", normalize=settings["dataset"]["normalize"]) if pretrain_root else None,
         pretrain=Phase.from_mapping(teacher["pretrain"]) if pretrain_root else None,
         weights=teacher["weights"],
         finetune=Phase.from_mapping(teacher["finetune"]),

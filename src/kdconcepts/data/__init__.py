@@ -7,6 +7,9 @@ demand: ``from kdconcepts.data.synthetic import generate``).
 """
 
 from kdconcepts.data.format import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    NORMALIZATIONS,
     DatasetFormatError,
     IndexRow,
     LabelledImages,
@@ -14,12 +17,16 @@ from kdconcepts.data.format import (
     data_hash,
     denormalize,
     load_split,
+    normalization,
     read_index,
     read_meta,
     write_prepared,
 )
 
 __all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "NORMALIZATIONS",
     "DatasetFormatError",
     "IndexRow",
     "LabelledImages",
@@ -27,6 +34,7 @@ __all__ = [
     "data_hash",
     "denormalize",
     "load_split",
+    "normalization",
     "read_index",
     "read_meta",
     "write_prepared",

@@ -87,7 +87,8 @@ class LabelledImages:
 
     Attributes:
         images: float32 [N, 3, S, S], normalised with ``meta["mean"]``/``meta["std"]``
-            (or in [0, 1] when loaded with ``normalize=False``).
+            (the dataset's, or ImageNet's with ``normalize="imagenet"``), or in [0, 1] when
+            loaded with ``normalize="none"``.
         masks: bool [N, S, S], True on the object (foreground).
         labels: int64 [N], class indices.
         ids: Image ids (file stems), in canonical order.
@@ -192,7 +193,31 @@ def read_index(root: str | os.PathLike, num_classes: int | None = None,
     return rows
 
 
-def load_split(root: str | os.PathLike, split: str, *, normalize: bool = True,
+#: ImageNet's per-channel statistics, which ImageNet-pretrained torchvision weights expect
+#: (SPEC section 7: the authors' inputs are ImageNet-normalised).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+#: How :func:`load_split` normalises: the dataset's own train statistics (``meta.json``),
+#: ImageNet's, or not at all (pixels in [0, 1]). The config key ``dataset.normalize``.
+NORMALIZATIONS = ("dataset", "imagenet", "none")
+
+
+def normalization(normalize: bool | str, meta: Mapping[str, Any]) -> tuple[Any, Any] | None:
+    """The (mean, std) that ``normalize`` applies to a dataset with ``meta``, or None.
+
+    ``True`` and ``False`` are the older spellings of ``"dataset"`` and ``"none"``.
+    """
+    name = ("dataset" if normalize else "none") if isinstance(normalize, bool) else normalize
+    if name == "dataset":
+        return meta["mean"], meta["std"]
+    if name == "imagenet":
+        return IMAGENET_MEAN, IMAGENET_STD
+    if name == "none":
+        return None
+    raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
+
+
+def load_split(root: str | os.PathLike, split: str, *, normalize: bool | str = "dataset",
                on_bad: str = "raise") -> LabelledImages:
     """Load one split of a prepared dataset into memory.
 
@@ -202,7 +227,10 @@ def load_split(root: str | os.PathLike, split: str, *, normalize: bool = True,
     Args:
         root: Prepared dataset folder.
         split: ``"train"`` or ``"test"``.
-        normalize: Apply the mean/std normalisation (False: images in [0, 1]).
+        normalize: ``"dataset"`` (default: the mean/std of ``meta.json``), ``"imagenet"``
+            (:data:`IMAGENET_MEAN`/:data:`IMAGENET_STD`, what an ImageNet-initialised network
+            expects) or ``"none"`` (images in [0, 1]). The returned ``meta`` then holds the
+            mean and std that were applied, so :func:`denormalize` undoes them.
         on_bad: ``"raise"`` (default): a missing, unreadable or mis-sized image or mask is an
             error naming the file; ``"skip"``: leave that row out and record it in
             ``skipped`` (for ad-hoc use such as ``kdconcepts quantify --skip-bad``).
@@ -220,6 +248,7 @@ def load_split(root: str | os.PathLike, split: str, *, normalize: bool = True,
 
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    normalization(normalize, {"mean": None, "std": None})  # a bad value before any file is read
     if on_bad not in ("raise", "skip"):
         raise ValueError(f"on_bad must be 'raise' or 'skip', got {on_bad!r}")
     root = Path(root)
@@ -248,10 +277,13 @@ def load_split(root: str | os.PathLike, split: str, *, normalize: bool = True,
                                  f"({len(skipped)} skipped, first: {skipped[0][1]})")
     rows, images, masks = kept, images[:len(kept)], masks[:len(kept)]
     image_tensor = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0)
-    if normalize:
-        mean = torch.tensor(meta["mean"], dtype=torch.float32).view(1, 3, 1, 1)
-        std = torch.tensor(meta["std"], dtype=torch.float32).view(1, 3, 1, 1)
+    stats = normalization(normalize, meta)
+    if stats is not None:
+        mean = torch.tensor(stats[0], dtype=torch.float32).view(1, 3, 1, 1)
+        std = torch.tensor(stats[1], dtype=torch.float32).view(1, 3, 1, 1)
         image_tensor = (image_tensor - mean) / std
+        if stats != (meta["mean"], meta["std"]):  # what denormalize must undo
+            meta = {**meta, "mean": list(stats[0]), "std": list(stats[1])}
     return LabelledImages(
         images=image_tensor.contiguous(),
         masks=torch.from_numpy(masks),

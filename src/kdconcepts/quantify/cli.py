@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from kdconcepts.data.format import IMAGENET_MEAN, IMAGENET_STD
 from kdconcepts.quantify.concepts import background_baseline, concept_counts, downsample_mask
 from kdconcepts.quantify.config import SigmaConfig, sigma_schema
 from kdconcepts.quantify.engine import PRECISIONS, _refuse_non_finite, resolve_device
@@ -36,8 +37,6 @@ from kdconcepts.runtime import atomic_path
 log = logging.getLogger("kdconcepts.quantify")
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 # The method's options, one flag each, defaults and ranges from SigmaConfig (its schema).
 _METHOD_OPTIONS = ("grid", "steps", "boost_after", "samples", "lr", "lam", "boost_factor",
                    "target_entropy", "sigma_init", "sigma_min", "sigma_max", "stop",
@@ -166,14 +165,13 @@ def load_images(root: Path, split: str, size: int | None, normalize: str, skip_b
                 raise SystemExit(f"{root}/index.csv lists no image")
             if split == "all" and len(splits) < 2:
                 log.info("%s has only a %s split", root, splits[0])
-            # auto: the dataset's own mean/std (meta.json)
-            parts = [load_split(root, name, normalize=normalize == "auto",
+            # auto: the dataset's own mean/std (meta.json); the pipeline's dataset.normalize
+            # takes the same values through the same reader
+            parts = [load_split(root, name, normalize="dataset" if normalize == "auto" else normalize,
                                 on_bad="skip" if skip_bad else "raise") for name in splits]
         except (DatasetFormatError, FileNotFoundError) as error:
             raise SystemExit(f"{error}{'' if skip_bad else ' (--skip-bad leaves such images out)'}") from None
         images = torch.cat([p.images for p in parts])
-        if normalize == "imagenet":
-            images = _normalise(images, IMAGENET_MEAN, IMAGENET_STD)
         skipped = [(i, reason) for p in parts for i, reason in p.skipped]
         return (images, torch.cat([p.masks for p in parts]), [i for p in parts for i in p.ids], skipped)
     folder = root / "images" if (root / "images").is_dir() else root
@@ -205,7 +203,7 @@ def load_images(root: Path, split: str, size: int | None, normalize: str, skip_b
         raise SystemExit(f"images differ in size {sorted(shapes)}; pass --image-size")
     images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 255.0
     if normalize == "imagenet":
-        images = _normalise(images, IMAGENET_MEAN, IMAGENET_STD)
+        images = _normalise(images, IMAGENET_MEAN, IMAGENET_STD)  # as load_split does
     masks = torch.from_numpy(np.stack(mask_arrays)) if mask_dir.is_dir() else None
     return images, masks, [p.stem for p in kept], skipped
 
