@@ -17,7 +17,7 @@ STAMP := $(VENV)/.installed-$(shell cat envs/requirements.lock pyproject.toml | 
 export DVC_NO_ANALYTICS := 1
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: reproduce test test-fast report lock venv clean
+.PHONY: reproduce test test-fast report lock venv clean gpu-check
 
 venv: $(STAMP)
 
@@ -41,6 +41,11 @@ test: venv
 
 test-fast: venv
 	$(PYTEST) -m "not slow" --durations=15
+
+# The CUDA path in one command (benchmarks/gpu_check.py): about 8 min on one H100-class GPU;
+# without CUDA one line and exit 0. CPU=1: a tiny version of every step on the CPU.
+gpu-check: venv
+	$(BIN)/python benchmarks/gpu_check.py $(if $(CPU),--cpu) --out results/gpu_check
 
 report: venv
 	$(BIN)/snakemake --report results/report.html

@@ -91,11 +91,12 @@ def loop_one_image(model, layer, image, cfg, generator, max_steps=None):
     image = image[None]
     shape = (cfg.samples, *image.shape[1:])
     feature = lambda z: F.relu(extractor(z))  # noqa: E731
+    device = image.device  # the generator must live there too (CPU or CUDA)
     with torch.no_grad():
-        sigma0 = torch.full((1, 1, grid, grid), cfg.sigma_init)
+        sigma0 = torch.full((1, 1, grid, grid), cfg.sigma_init, device=device)
         noisy = image + F.interpolate(sigma0.expand(cfg.samples, 1, grid, grid),
                                       size=image.shape[-2:], mode="nearest") \
-            * torch.randn(shape, generator=generator)
+            * torch.randn(shape, generator=generator, device=device)
         noise_feature = feature(noisy)
         origin = feature(image).expand(noise_feature.size())
         sigma_f = F.mse_loss(noise_feature, origin)
@@ -106,7 +107,7 @@ def loop_one_image(model, layer, image, cfg, generator, max_steps=None):
         if max_steps is not None and epoch >= max_steps:
             break
         sigma.data.clamp_(cfg.sigma_min, cfg.sigma_max)
-        unit = torch.randn(shape, generator=generator)
+        unit = torch.randn(shape, generator=generator, device=device)
         noisy = image + F.interpolate(sigma.expand(cfg.samples, 1, grid, grid),
                                       size=image.shape[-2:], mode="nearest") * unit
         penalty = torch.log(sigma).mean() + cfg.entropy_offset
