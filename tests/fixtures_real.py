@@ -202,12 +202,14 @@ VOC_IMAGES = {
 
 
 def make_voc_raw(raw_dir: Path, *, archived: bool = True, bad_mask_for: str | None = None,
-                 mislabel: str | None = None) -> Fixture:
+                 mislabel: str | None = None, extra_instance_for: str | None = None) -> Fixture:
     """VOCtrainval_11-May-2012.tar (or VOCdevkit/) with a few segmented images.
 
     Args:
         bad_mask_for: image id whose SegmentationObject PNG gets the wrong size.
         mislabel: image id whose first object's SegmentationClass disagrees with its XML.
+        extra_instance_for: image id whose SegmentationObject PNG holds one instance more
+            than its XML lists objects (a corner patch of index n + 1).
     """
     raw_dir = Path(raw_dir)
     build = raw_dir / "_build" if archived else raw_dir
@@ -239,6 +241,8 @@ def make_voc_raw(raw_dir: Path, *, archived: bool = True, bad_mask_for: str | No
         _palette_png(cls, voc / "SegmentationClass" / f"{image_id}.png")
         if image_id == bad_mask_for:
             inst = np.pad(inst, ((0, 2), (0, 0)))
+        if image_id == extra_instance_for:
+            inst[:2, :2] = len(objects) + 1
         _palette_png(inst, voc / "SegmentationObject" / f"{image_id}.png")
     # A detection-only image (not in the segmentation subset): must be ignored.
     _photo(size, (5, 5, 20, 20), COLOURS[0]).save(voc / "JPEGImages" / "2008_000002.jpg")

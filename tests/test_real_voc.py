@@ -85,6 +85,20 @@ def test_class_subset_and_mismatch_skipped(tmp_path):
     assert [r.id for r in rows] == ["2007_000032_1", "2007_000063_2"]
     provenance = json.loads((out / "provenance.json").read_text())
     assert provenance["skipped_objects"] == {"class_mismatch": 1}
+    assert provenance["skipped_images"] == {}  # every image's instances match its objects
+
+
+def test_an_image_whose_instances_do_not_match_its_objects_is_skipped_and_counted(tmp_path, caplog):
+    """SegmentationObject index k is the k-th XML object only if the PNG holds exactly 1..n."""
+    fixture = make_voc_raw(tmp_path / "raw", extra_instance_for="2007_000032")
+    out = prepare_voc(fixture.raw_dir, tmp_path / "p" / "voc", image_size=SIZE,
+                      checksums=fixture.checksums)
+    ids = [r.id for r in read_index(out)]
+    assert ids and not any(i.startswith("2007_000032_") for i in ids)
+    assert sorted(ids) == sorted(k for k in fixture.samples if not k.startswith("2007_000032_"))
+    provenance = json.loads((out / "provenance.json").read_text())
+    assert provenance["skipped_images"] == {"object_count_mismatch": 1}
+    assert "2007_000032: SegmentationObject holds instance(s) [1, 2, 3] but the XML lists 2" in caplog.text
 
 
 def test_corrupt_archive_and_missing_inputs(tmp_path):

@@ -13,6 +13,9 @@ Recipe (paper, section 4; the crop of Zhang et al.'s interpretable-CNN experimen
   objects with no segmented pixel, with a disagreeing class, ``difficult`` ones (when
   ``skip_difficult``) or with a box side under ``min_box_size`` pixels are skipped, counted in
   ``provenance.json``;
+- index k of ``SegmentationObject`` is the k-th ``<object>`` of the XML only when the PNG holds
+  exactly the indices 1..n of the XML's n objects; an image where they differ is skipped whole,
+  with a warning, and counted (``skipped_images``), as public VOC loaders do;
 - the 20 classes in the official order, label = index.
 
 Run as the DVC stage ``prepare_voc``::
@@ -94,7 +97,7 @@ def _read_ids(path: Path) -> list[str]:
 
 def _records(voc_root: Path, split_ids: dict[str, list[str]], class_names: list[str], *,
              image_size: int, box_scale: float, skip_difficult: bool, min_box_size: float,
-             skipped: Counter) -> Iterator[PreparedRecord]:
+             skipped: Counter, skipped_images: Counter) -> Iterator[PreparedRecord]:
     label_of = {name: i for i, name in enumerate(class_names)}
     jobs = [(split, image_id) for split in ("train", "test") for image_id in split_ids[split]]
     for split, image_id in tqdm(jobs, desc="voc", unit="img", mininterval=2.0):
@@ -104,6 +107,13 @@ def _records(voc_root: Path, split_ids: dict[str, list[str]], class_names: list[
         semantic = np.asarray(open_mask(voc_root / "SegmentationClass" / f"{image_id}.png",
                                         image.size))
         objects = parse_voc_objects(voc_root / "Annotations" / f"{image_id}.xml")
+        indices = set(np.unique(instances).tolist()) - {0, 255}
+        if indices != set(range(1, len(objects) + 1)):
+            skipped_images["object_count_mismatch"] += 1
+            log.warning("%s: SegmentationObject holds instance(s) %s but the XML lists %d "
+                        "object(s); index k cannot be matched to the k-th object, image skipped",
+                        image_id, sorted(indices), len(objects))
+            continue
         for k, obj in enumerate(objects, start=1):
             if obj["name"] not in VOC_CLASSES:
                 raise RawDataError(f"{voc_root / 'Annotations' / image_id}.xml: unknown class "
@@ -195,9 +205,10 @@ def prepare_voc(raw_dir: str | Path, out_dir: str | Path, *, image_size: int = 2
             extract_tar(Path(raw_dir) / table["trainval"].filename, staging,
                         needed.__contains__)
         skipped: Counter = Counter()
+        skipped_images: Counter = Counter()
         records = _records(voc_root, split_ids, class_names, image_size=image_size,
                            box_scale=box_scale, skip_difficult=skip_difficult,
-                           min_box_size=min_box_size, skipped=skipped)
+                           min_box_size=min_box_size, skipped=skipped, skipped_images=skipped_images)
         params = {"image_size": image_size, "verify": verify, "classes": classes,
                   "box_scale": box_scale, "skip_difficult": skip_difficult,
                   "min_box_size": min_box_size}
@@ -206,6 +217,7 @@ def prepare_voc(raw_dir: str | Path, out_dir: str | Path, *, image_size: int = 2
             return provenance_text({
                 "dataset": "Pascal VOC 2012 (segmentation subset)", "archives": [record],
                 "params": params, "skipped_objects": dict(sorted(skipped.items())),
+                "skipped_images": dict(sorted(skipped_images.items())),
                 "recipe": "one sample per object: box x box_scale, clipped, bilinear resize "
                           "to S x S; foreground = SegmentationObject == object index "
                           "(255 void = background), nearest resize; train.txt -> train, "
