@@ -266,6 +266,7 @@ def make_voc_raw(raw_dir: Path, *, archived: bool = True, bad_mask_for: str | No
 
 ILSVRC_SYNSETS = ["n02084071", "n02121808"]  # dog, domestic cat (mammals)
 ILSVRC_OTHER = "n01503061"  # bird: a DET class that is not a mammal
+ILSVRC_BREED = "n02085620"  # Chihuahua: a source folder of DET train that is not one of its 200 classes
 
 
 def _imagenet_xml(wnid: str, stem: str, size: tuple[int, int],
@@ -283,49 +284,74 @@ def _imagenet_xml(wnid: str, stem: str, size: tuple[int, int],
     return "".join(parts)
 
 
-def make_ilsvrc_raw(raw_dir: Path, *, archived: bool = True, per_class: int = 4) -> Fixture:
-    """ILSVRC2013_DET_train.tar (per-synset inner tars) + ILSVRC2013_DET_bbox_train.tgz.
+def make_ilsvrc_raw(raw_dir: Path, *, archived: bool = True, per_class: int = 4,
+                    layout: str = "2013") -> Fixture:
+    """ILSVRC-2013 DET train in a real layout, where an image's class is the ``<name>`` of its
+    objects, not the folder it is filed in.
 
-    Each mammal image holds one box of its synset; the first also holds a box of another
-    synset (must be ignored) and the second a second box of its own synset at the photo's
-    edge (its crop needs padding).
+    ``layout="2013"``: ``ILSVRC2013_DET_train.tar`` (one inner tar per source folder) and
+    ``ILSVRC2013_DET_bbox_train.tgz`` (or their extracted folders, ``archived=False``);
+    ``layout="2017"``: the extracted ILSVRC2015/2017 DET layout,
+    ``ILSVRC/{Data,Annotations}/DET/train/ILSVRC2013_train/<folder>/``.
+
+    Source folders: the dog's own, a dog breed's (Chihuahua: its images hold dog objects), the
+    cat's and the bird's. Each image holds one box of its class, at a per-image spot; the first
+    of a folder also a box of another class (a bird in a mammal's, a dog in the cat's and the
+    bird's: that dog is a positive too), the second a second box of its class at the photo's
+    edge (its crop needs padding), and the dog breed's third a one-pixel box (xmin == xmax,
+    valid in ImageNet's inclusive coordinates; skipped and counted). ``samples`` maps the
+    expected sample ids (``<image>_<object number>``, 0-based over the XML's objects) to
+    (class synset, "?").
     """
     raw_dir = Path(raw_dir)
     build = raw_dir / "_build"
-    train = (build if archived else raw_dir) / "ILSVRC2013_DET_train"
-    boxes = (build if archived else raw_dir) / "ILSVRC2013_DET_bbox_train"
+    if layout == "2017":
+        top = raw_dir / "ILSVRC"
+        train, boxes = (top / "Data/DET/train/ILSVRC2013_train", top / "Annotations/DET/train/ILSVRC2013_train")
+    elif layout == "2013":
+        train = (build if archived else raw_dir) / "ILSVRC2013_DET_train"
+        boxes = (build if archived else raw_dir) / "ILSVRC2013_DET_bbox_train"
+    else:
+        raise ValueError(layout)
     train.mkdir(parents=True)
     fixture = Fixture(raw_dir, {})
     size = (64, 48)
-    for class_no, wnid in enumerate(ILSVRC_SYNSETS + [ILSVRC_OTHER]):
-        photos = build / "photos" / wnid
+    folders = {ILSVRC_SYNSETS[0]: ILSVRC_SYNSETS[0], ILSVRC_BREED: ILSVRC_SYNSETS[0],
+               ILSVRC_SYNSETS[1]: ILSVRC_SYNSETS[1], ILSVRC_OTHER: ILSVRC_OTHER}
+    colour_of = {ILSVRC_SYNSETS[0]: COLOURS[0], ILSVRC_SYNSETS[1]: COLOURS[1], ILSVRC_OTHER: COLOURS[2]}
+    for folder, wnid in folders.items():
+        photos = build / "photos" / folder
         photos.mkdir(parents=True)
-        (boxes / wnid).mkdir(parents=True)
+        (boxes / folder).mkdir(parents=True)
         for j in range(per_class):
-            stem = f"{wnid}_{100 + j}"
+            stem = f"{folder}_{100 + j}"
             box = (16 + j, 12, 48 + j, 36)
             objects = [(wnid, box)]
-            image = _photo(size, box, COLOURS[class_no])
+            image = np.asarray(_photo(size, box, colour_of[wnid])).copy()
             if j == 0:
-                objects.append((ILSVRC_OTHER if wnid != ILSVRC_OTHER else ILSVRC_SYNSETS[0],
-                                (0, 0, 8, 8)))
+                other = ILSVRC_OTHER if wnid == ILSVRC_SYNSETS[0] else ILSVRC_SYNSETS[0]
+                objects.append((other, (0, 0, 8, 8)))
+                image[0:8, 0:8] = colour_of[other]
             if j == 1:
                 edge = (0, 30, 16, 48)
                 objects.append((wnid, edge))
-                pixels = np.asarray(image).copy()
-                pixels[edge[1]:edge[3], edge[0]:edge[2]] = COLOURS[class_no]
-                image = Image.fromarray(pixels, "RGB")
-            image.save(photos / f"{stem}.JPEG", quality=95)
-            (boxes / wnid / f"{stem}.xml").write_text(_imagenet_xml(wnid, stem, size, objects))
-            own = [b for n, b in objects if n == wnid]
-            for k, b in enumerate(own):
-                fixture.samples[f"{stem}_{k}"] = (wnid, "?")
-                fixture.extra[f"{stem}_{k}"] = {"box": b, "colour": COLOURS[class_no]}
-        # The official train archive holds one tar per synset.
-        with tarfile.open(train / f"{wnid}.tar", "w") as tar:
-            for photo in sorted(photos.iterdir()):
-                tar.add(photo, arcname=photo.name)
-    if archived:
+                image[edge[1]:edge[3], edge[0]:edge[2]] = colour_of[wnid]
+            if j == 2 and folder == ILSVRC_BREED:
+                objects.append((wnid, (60, 2, 61, 10)))  # one pixel wide
+            Image.fromarray(image, "RGB").save(photos / f"{stem}.JPEG", quality=95)
+            (boxes / folder / f"{stem}.xml").write_text(_imagenet_xml(folder, stem, size, objects))
+            for number, (name, b) in enumerate(objects):
+                if name in ILSVRC_SYNSETS and b[2] - b[0] > 1:
+                    fixture.samples[f"{stem}_{number}"] = (name, "?")
+                    fixture.extra[f"{stem}_{number}"] = {"box": b, "colour": colour_of[name],
+                                                        "folder": folder}
+        if layout == "2017":  # extracted: one folder of JPEGs per source folder
+            shutil.copytree(photos, train / folder)
+        else:  # the official train archive holds one tar per source folder
+            with tarfile.open(train / f"{folder}.tar", "w") as tar:
+                for photo in sorted(photos.iterdir()):
+                    tar.add(photo, arcname=photo.name)
+    if archived and layout == "2013":
         _pack(raw_dir / "ILSVRC2013_DET_train.tar", build, "ILSVRC2013_DET_train", "w")
         _pack(raw_dir / "ILSVRC2013_DET_bbox_train.tgz", build, "ILSVRC2013_DET_bbox_train",
               "w:gz")
