@@ -2,7 +2,8 @@
 # paper's metrics pooled over seeds, figures, table and summary. Run: snakemake --cores all
 # (config/config.yaml is the embedded default; pass --configfile for another).
 
-configfile: "config/config.yaml"
+# (The default config, config/config.yaml, is read in workflow/rules/common.smk, after the
+# config files are checked as YAML.)
 report: "workflow/report/workflow.rst"
 
 

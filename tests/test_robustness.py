@@ -14,12 +14,12 @@ import yaml
 from PIL import Image
 
 from kdconcepts.checkpoints import UnsafeCheckpointError, load_checkpoint, safe_torch_load
-from kdconcepts.config import config_problems, load_schema
+from kdconcepts.config import config_file_problems, config_problems, load_schema
 from kdconcepts.data import DatasetFormatError, PreparedRecord, load_split, write_prepared
 from kdconcepts.pipeline import read_table
 from kdconcepts.quantify.cli import main as quantify_main
 
-from conftest import snakemake
+from conftest import dry_runs, snakemake
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = load_schema(ROOT / "workflow/schemas/config.schema.yaml")
@@ -255,3 +255,33 @@ def test_quantify_cli_names_non_finite_pixels_before_any_work(prepared, tmp_path
         quantify_main(["--torchvision-model", "squeezenet1_0", "--no-weights", "--layer",
                        "features.0", "--images", str(prepared), "--out", str(out), *FAST])
     assert not out.exists()
+
+
+def test_a_config_file_is_checked_as_yaml_naming_file_line_and_column(tmp_path):
+    dup = tmp_path / "dup.yaml"
+    dup.write_text("quantify:\n  steps: 3\nseeds: [0]\nquantify:\n  samples: 4\n")
+    assert config_file_problems(dup) == [
+        f"{dup}, line 4, column 1: key 'quantify' is repeated (first at line 1); the second "
+        "would silently replace the first"]
+    nested = tmp_path / "nested.yaml"
+    nested.write_text("metrics:\n  b: 0.2\n  b: 0.3\n")
+    assert "line 3, column 3: key 'b' is repeated (first at line 2)" in config_file_problems(nested)[0]
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("quantify:\n  steps: [80\n  samples: 96\n")
+    [problem] = config_file_problems(broken)
+    assert problem.startswith(f"{broken}, line 3, column ") and "expected ',' or ']'" in problem
+    assert config_file_problems(Path(__file__).resolve().parents[1] / "config/config.yaml") == []
+
+
+def test_a_repeated_key_or_a_broken_default_config_stops_the_run_before_any_job(repo_copy):
+    (repo_copy / "dup.yaml").write_text("quantify:\n  steps: 12\nquantify:\n  samples: 4\n")
+    default = repo_copy / "config/config.yaml"
+    broken = default.read_text().replace("  steps: 80", "  steps: [80", 1)
+    repeated, = dry_runs(repo_copy, [["--cores", "1", "--configfile", "tests/configs/smoke.yaml", "dup.yaml"]])
+    assert repeated.returncode != 0
+    assert "dup.yaml, line 3, column 1: key 'quantify' is repeated (first at line 1)" in repeated.stdout
+    default.write_text(broken)
+    syntax, = dry_runs(repo_copy, [["--cores", "1"]])
+    assert syntax.returncode != 0
+    assert re.search(r"config/config.yaml, line \d+, column \d+: expected ',' or '\]'", syntax.stdout)
+    assert not (repo_copy / "results").exists()

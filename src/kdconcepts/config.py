@@ -34,6 +34,40 @@ class ConfigError(ValueError):
     """The configuration is invalid; the message lists every problem."""
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """A YAML loader that refuses a key repeated in one mapping (plain YAML lets the last win)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is repeated (first at line {seen[key]}); the second "
+                    f"would silently replace the first", key_node.start_mark)
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def config_file_problems(path: str | Path) -> list[str]:
+    """What is wrong with a config file as YAML, naming the file, line and column: a syntax
+    error, or a key repeated in one mapping (two ``quantify:`` blocks, say, of which Snakemake's
+    loader would keep the second without a word). An empty list for a sound file."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            yaml.load(handle, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader subclass)
+    except FileNotFoundError:
+        return [f"{path}: no such file"]
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        return [f"{path}{where}: {error.problem or error.context}"]
+    except yaml.YAMLError as error:
+        return [f"{path}: {error}"]
+    return []
+
+
 def load_schema(path: str | Path) -> dict:
     """Load a YAML JSON-schema file; its ``$id`` is set to the file, so that relative ``$ref``s
     (the quantify section's ``sigma.schema.yaml``) resolve as Snakemake's ``validate`` does."""

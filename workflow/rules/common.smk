@@ -14,12 +14,24 @@ import pandas as pd
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
-from kdconcepts.config import config_problems, load_schema
+from kdconcepts.config import config_file_problems, config_problems, load_schema
 from kdconcepts.schedule import choose, early_epochs, late_epochs, needs_another_round
 
 min_version("9.0")
 
 _SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+# Each config file as YAML, before any value is read: Snakemake's loader lets a repeated key
+# (two `quantify:` blocks) silently replace the first. (A syntax error in a --configfile stops
+# Snakemake itself before this file runs, without a line number; config/config.yaml is read
+# by the `configfile:` below, after this check, which names its line and column.)
+DEFAULT_CONFIG = "config/config.yaml"  # the embedded default; --configfile files extend it
+_file_problems = [problem for path in [*workflow.overwrite_configfiles, DEFAULT_CONFIG]
+                  for problem in config_file_problems(path)]
+if _file_problems:
+    raise WorkflowError("Invalid configuration file:\n  - " + "\n  - ".join(_file_problems))
+
+configfile: DEFAULT_CONFIG
+
 try:
     validate(config, schema="../schemas/config.schema.yaml")
 except WorkflowError:
