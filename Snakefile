@@ -3,8 +3,7 @@
 # (config/config.yaml is the embedded default; pass --configfile for another).
 
 # (The default config, config/config.yaml, is read in workflow/rules/common.smk, after the
-# config files are checked as YAML.)
-report: "workflow/report/workflow.rst"
+# config files are checked as YAML; the report's front page is chosen in workflow/rules/report.smk.)
 
 
 include: "workflow/rules/common.smk"
@@ -25,6 +24,7 @@ rule all:
         expand("{tree}/summary.md", tree=TREES),
         expand("{tree}/seed_{seed}/tables/metrics.csv", tree=TREES, seed=SEEDS),
         REPORT_FIGURES,
+        REPORT_FRONTS,
         SWEEP_OUTPUTS,
         pending_rounds,
     default_target: True

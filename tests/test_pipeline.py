@@ -1,5 +1,6 @@
 """The Snakemake DAG: dry runs, bad config, and the whole smoke pipeline end to end."""
 
+import json
 import re
 import shutil
 import subprocess
@@ -10,6 +11,7 @@ import torch
 import yaml
 
 from conftest import ROOT, SMOKE, smoke_reference_run, snakemake
+from kdconcepts.report import METRIC_LABELS
 from kdconcepts.schedule import late_epochs
 
 
@@ -155,7 +157,7 @@ def test_smoke_pipeline_end_to_end(smoke, tmp_path):
     assert changed.returncode == 0, changed.stderr[-3000:]
     # (summary.md names the command and its config files, and this one is another file.)
     assert set(_jobs(changed.stdout)) == {"figure_entropy_maps", "figure_concepts_vs_distance",
-                                          "figure_differences", "summary", "all"}
+                                          "figure_differences", "report_front", "summary", "all"}
 
     # Another seed: only that seed's jobs and the pooled ones.
     cfg = yaml.safe_load((repo_copy / SMOKE).read_text())
@@ -185,3 +187,13 @@ def test_smoke_pipeline_end_to_end(smoke, tmp_path):
     assert report.returncode == 0, report.stderr[-3000:]
     html = (tmp_path / "report.html").read_text(errors="replace")
     assert "concepts_vs_distance" in html and "entropy_maps" in html and "differences" in html
+    # The front page opens on the answer (rule report_front): the premise line, then the verdict
+    # table, then the forest plot, before the workflow's description; one row per pooled verdict.
+    front = json.loads(re.search(r'workflow_desc = ("(?:[^"\\]|\\.)*")', html)[1])
+    assert front.index("Premise") < front.index('class="dataframe verdicts"') < front.index(
+        "data:image/png;base64") < front.index("kdconcepts reproduces")
+    assert '<h1 class="title">Results</h1>' in front and "System Message" not in front
+    shown = re.findall(r"<tr>\s*<td>([^<]*)</td>\s*<td>([^<]*)</td>", front)
+    assert sorted(shown) == sorted((f"{METRIC_LABELS[r.metric]} ({r.direction})", r.verdict)
+                                   for r in pooled.itertuples())
+    assert summary.startswith("# Results\n")

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from kdconcepts.metrics import pooled_hypotheses, premise, seed_differences
-from kdconcepts.report import (latex_table, plot_concepts_vs_distance, plot_differences, plot_entropy_maps,
-                               plot_sweep, premise_sentence)
+from kdconcepts.report import (front_page_rst, latex_table, plot_concepts_vs_distance, plot_differences,
+                               plot_entropy_maps, plot_sweep, premise_sentence)
 
 
 def _images(shift=1.0, seeds=(0, 1, 2), n=8):
@@ -114,3 +114,23 @@ def test_figures_render(tmp_path):
     fig.savefig(tmp_path / "e.png")
     assert (tmp_path / "c.png").stat().st_size > 5000 and (tmp_path / "e.png").stat().st_size > 5000
     assert len(fig.axes) == 2 * 4 + 1  # images x (image + 3 networks) + colour bar
+
+
+def test_the_report_front_page_opens_on_the_answer(tmp_path):
+    """The front page of report.html: premise, verdict table, forest plot, then the rest; valid
+    reStructuredText (docutils raises on any error) with the figure embedded."""
+    from docutils.core import publish_parts
+
+    hypotheses = pooled_hypotheses(_images(), ["distilled_student"], resamples=200)
+    figure = tmp_path / "differences.png"
+    differences = pd.concat([seed_differences(_images(), ["distilled_student"], resamples=200).astype({"seed": object}),
+                             hypotheses.assign(seed="pooled")])
+    plot_differences(differences, "conv").savefig(figure)
+    rst = front_page_rst(tree="results", hypotheses=hypotheses, premise=_premise(teacher=0.8),
+                         confidence=0.95, figures=[figure])
+    html = publish_parts(rst, writer="html", settings_overrides={"halt_level": 2})["html_body"]
+    assert '<h1 class="title">Results</h1>' in html
+    assert html.index("Premise NOT held") < html.index("<table") < html.index("data:image/png;base64")
+    assert "not held (smallest lead +0.050, seed 0)" in html
+    for row in hypotheses.itertuples():
+        assert f"<td>{row.verdict}</td>" in html

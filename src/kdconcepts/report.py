@@ -6,6 +6,7 @@ Every output names the tables it was made from; numbers are never typed in by ha
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import matplotlib
 
@@ -17,8 +18,9 @@ import seaborn as sns  # noqa: E402
 
 from kdconcepts.metrics import REPORTED  # noqa: E402
 
-__all__ = ["NETWORK_LABELS", "latex_table", "premise_sentence", "plot_concepts_vs_distance",
-           "plot_differences", "plot_entropy_maps", "plot_sweep", "summary_markdown"]
+__all__ = ["NETWORK_LABELS", "front_page_rst", "latex_table", "premise_sentence", "verdict_table",
+           "plot_concepts_vs_distance", "plot_differences", "plot_entropy_maps", "plot_sweep",
+           "summary_markdown"]
 
 NETWORK_LABELS = {"teacher": "Teacher", "distilled_student": "Distilled student",
                   "logit_student": "Logit student", "baseline": "Baseline"}
@@ -288,6 +290,79 @@ def _markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def _title(tree: str) -> str:
+    """"Results", or "Results: <parameter>_<value>" for a tree of a sweep."""
+    return "Results" if tree == "results" else f"Results: {tree.removeprefix('results/')}"
+
+
+def verdict_table(hypotheses: pd.DataFrame, confidence: float) -> pd.DataFrame:
+    """The verdicts as a reader sees them (summary.md, the report's front page): per layer,
+    student and metric the two values, the difference with its interval, the p-value and the
+    verdict, formatted."""
+    level = f"{100 * confidence:g}%"
+    verdicts = hypotheses.assign(
+        network=hypotheses["student"].map(lambda s: NETWORK_LABELS.get(s, s)),
+        metric=hypotheses["metric"].map(METRIC_LABELS) + " (" + hypotheses["direction"] + ")",
+        student=hypotheses["student_value"].map(lambda v: f"{v:.4g}"),
+        baseline=hypotheses["baseline_value"].map(lambda v: f"{v:.4g}"),
+        difference=[f"{d:+.4g} [{lo:.4g}, {hi:.4g}]" for d, lo, hi in
+                    zip(hypotheses["difference"], hypotheses["ci_low"], hypotheses["ci_high"])],
+        p=hypotheses["wilcoxon_p"].map(lambda p: "" if not np.isfinite(p) else f"{p:.3g}"),
+    )[["layer", "network", "hypothesis", "metric", "student", "baseline", "difference", "p", "verdict"]]
+    return verdicts.rename(columns={"difference": f"difference [{level} CI]", "p": "Wilcoxon p"})
+
+
+def front_page_rst(*, tree: str, hypotheses: pd.DataFrame, premise: pd.DataFrame,
+                   confidence: float, figures: Sequence[str | Path]) -> str:
+    """The report's front page (``snakemake --report``): the answer first, the premise line and
+    the verdict table, then the forest plot(s) of the differences, then the workflow.
+
+    reStructuredText, as Snakemake renders its report description; the table and the figures
+    are raw HTML (a PNG is embedded, another format is named), so the page needs no other file.
+    """
+    import base64
+    import html
+
+    students = list(dict.fromkeys(hypotheses["student"]))
+    sentence, held = premise_sentence(premise, students + ["baseline"])
+    verdicts = verdict_table(hypotheses, confidence)
+    # The answer first in the narrow column Snakemake gives the description: the verdict beside
+    # the metric, then the numbers behind it.
+    first = ["metric", "verdict", verdicts.columns[6], "student", "baseline", "network", "layer"]
+    verdicts = verdicts[first + [c for c in verdicts.columns if c not in first + ["hypothesis"]]]
+    table = verdicts.to_html(index=False, border=0, classes="verdicts", escape=True)
+    seeds = int(hypotheses["n_seeds"].max())
+    images = []
+    for figure in figures:
+        figure = Path(figure)
+        if figure.suffix == ".png":
+            data = base64.encodebytes(figure.read_bytes()).decode("ascii")  # 76-char lines:
+            # docutils refuses longer ones, and browsers skip whitespace in base64 data URLs
+            images.append(f'<img alt="{html.escape(figure.name)}" style="max-width: 100%" '
+                          f'src="data:image/png;base64,\n{data}">')
+        else:
+            images.append(f"<p>{html.escape(str(figure))} (see Results)</p>")
+    lines = [
+        _title(tree), "=" * len(_title(tree)), "",
+        f"**Premise {'held' if held else 'NOT held'}**: {sentence}.", "",
+        f"**Verdicts**, pooled over {seeds} seed(s) (held: the {100 * confidence:g}% interval of "
+        "the student-minus-baseline difference excludes 0 in the paper's direction; reversed: it "
+        f"excludes 0 against it). From ``{tree}/tables/hypotheses.csv``; all of it in "
+        f"``{tree}/summary.md``.", "",
+        ".. raw:: html", "",
+        '   <div style="overflow-x: auto; max-width: 100%; font-size: 80%">',
+        *("   " + line for line in table.splitlines()),
+        "   </div>", "",
+        "**Differences with their intervals**, per seed and pooled (the forest plot):", "",
+        ".. raw:: html", "",
+        *("   " + line for image in images for line in image.splitlines()), "",
+        "kdconcepts reproduces Cheng, Rao, Chen and Zhang, *Explaining Knowledge Distillation by "
+        "Quantifying the Knowledge* (CVPR 2020). The workflow that made these numbers follows; "
+        "every figure, with its caption, is under Results.", "",
+    ]
+    return "\n".join(lines)
+
+
 def summary_markdown(*, command: str, tree: str, hypotheses: pd.DataFrame, premise: pd.DataFrame,
                      selection: pd.DataFrame, work: pd.DataFrame, times: pd.DataFrame,
                      confidence: float, config_name: str) -> str:
@@ -301,16 +376,7 @@ def summary_markdown(*, command: str, tree: str, hypotheses: pd.DataFrame, premi
     students = list(dict.fromkeys(hypotheses["student"]))
     sentence, held = premise_sentence(premise, students + ["baseline"])
     level = f"{100 * confidence:g}%"
-    verdicts = hypotheses.assign(
-        network=hypotheses["student"].map(lambda s: NETWORK_LABELS.get(s, s)),
-        metric=hypotheses["metric"].map(METRIC_LABELS) + " (" + hypotheses["direction"] + ")",
-        student=hypotheses["student_value"].map(lambda v: f"{v:.4g}"),
-        baseline=hypotheses["baseline_value"].map(lambda v: f"{v:.4g}"),
-        difference=[f"{d:+.4g} [{lo:.4g}, {hi:.4g}]" for d, lo, hi in
-                    zip(hypotheses["difference"], hypotheses["ci_low"], hypotheses["ci_high"])],
-        p=hypotheses["wilcoxon_p"].map(lambda p: "" if not np.isfinite(p) else f"{p:.3g}"),
-    )[["layer", "network", "hypothesis", "metric", "student", "baseline", "difference", "p", "verdict"]]
-    verdicts = verdicts.rename(columns={"difference": f"difference [{level} CI]", "p": "Wilcoxon p"})
+    verdicts = verdict_table(hypotheses, confidence)
     per_seed_acc = premise.rename(columns=lambda c: NETWORK_LABELS.get(c, c)).round(4)
     totals = work.groupby("network", sort=False, as_index=False)[["maps", "sample_passes"]].sum()
     totals.loc[len(totals)] = ["total", int(work["maps"].sum()), int(work["sample_passes"].sum())]
@@ -319,7 +385,7 @@ def summary_markdown(*, command: str, tree: str, hypotheses: pd.DataFrame, premi
     stage_times = stage_times.round(1)
     seeds = int(hypotheses["n_seeds"].max())
     lines = [
-        f"# Results: {tree}",
+        f"# {_title(tree)}",
         "",
         f"Made by `{command}` from `{config_name}` (rule `summary`; every number below is read "
         f"from the tables in `{tree}/tables/`, which trace back to the per-image rows of "

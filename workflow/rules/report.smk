@@ -137,6 +137,33 @@ rule summary:
         "../scripts/summary.py"
 
 
+rule report_front:
+    input:
+        hypotheses="{tree}/tables/hypotheses.csv",
+        premise="{tree}/tables/premise.csv",
+        figures=lambda w: expand("{tree}/figures/{layer}/differences.%s" % FIG_EXT, tree=w.tree,
+                                 layer=LAYERS),
+    output:
+        "{tree}/report_front.rst",
+    params:
+        confidence=config["metrics"]["confidence"],
+    log:
+        "logs/{tree}/report/front.log",
+    benchmark:
+        "logs/benchmarks/{tree}/report/front.tsv"
+    script:
+        "../scripts/report_front.py"
+
+
+# The front page of `snakemake --report`: the answer of a plain config's tree (premise, verdicts,
+# forest plot; rule report_front) once it exists, else, and for a sweep's several trees, the
+# fixed description. (Snakemake renders the page from this reStructuredText file at report
+# time, so it can be a result; a report item could not be shown before the workflow graph.)
+REPORT_FRONTS = [f"{tree}/report_front.rst" for tree in TREES]
+_FRONT = os.path.abspath(REPORT_FRONTS[0]) if not config["sweep"] and os.path.exists(REPORT_FRONTS[0]) else None
+report: _FRONT or "../report/workflow.rst"
+
+
 if config["sweep"]:
 
     rule figure_sweep:
