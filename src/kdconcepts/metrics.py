@@ -106,10 +106,7 @@ def effective_images(table: pd.DataFrame, fg: dict[str, np.ndarray], grid: int,
                 or set(rows["epoch"]) != set(epochs):
             verdict[image_id] = False
             continue
-        if rule == "usable":
-            verdict[image_id] = True
-            continue
-        verdict[image_id] = all(meets_effective_rule(row.usable, row.entropy, mask, grid)
+        verdict[image_id] = all(meets_effective_rule(row.usable, row.entropy, mask, grid, rule)
                                 for row in rows[rows["epoch"].isin(late)].itertuples(index=False))
     return pd.Series(verdict, name="effective", dtype=bool)
 

@@ -128,17 +128,18 @@ def _round_candidates(data_root, seed: int, ranks: range) -> list[str]:
 def quantify_late_step(checkpoint: str | Path, data_root: str | Path, layer: str,
                        quantify_cfg: Mapping, *, seed: int, ranks: range,
                        newer: Mapping[str, str | Path], device: str = "auto",
-                       normalize: str = "dataset") -> pd.DataFrame:
+                       normalize: str = "dataset", selection: str = "effective") -> pd.DataFrame:
     """One late checkpoint of one network in a round of the effective-first schedule.
 
     Quantifies the round's candidates (``ranks``) that are still in the running: all of them
-    at the newest late checkpoint, else those that passed the effective rule at the previous
-    (newer) late step for every network (``newer``: network -> that step's table).
+    at the newest late checkpoint, else those that passed the image rule ``selection`` (config
+    ``metrics.selection``, the one the metrics apply) at the previous (newer) late step for
+    every network (``newer``: network -> that step's table).
     """
     candidates = _round_candidates(data_root, seed, ranks)
     tables = {network: read_table(path) for network, path in newer.items()}
     fg = _fg_grids(data_root, candidates, int(quantify_cfg["grid"]))
-    alive = S.survivors(candidates, tables, fg, int(quantify_cfg["grid"]))
+    alive = S.survivors(candidates, tables, fg, int(quantify_cfg["grid"]), selection)
     log.info("candidates %d-%d: %d of %d still in the running", ranks.start, ranks.stop - 1, len(alive),
              len(candidates))
     return quantify_at(checkpoint, data_root, layer, quantify_cfg, alive, seed=seed,
@@ -147,13 +148,15 @@ def quantify_late_step(checkpoint: str | Path, data_root: str | Path, layer: str
 
 def round_verdict(oldest: Mapping[str, str | Path], early: Mapping[str, Mapping[int, str | Path]],
                   data_root: str | Path, layer: str, quantify_cfg: Mapping, *, seed: int,
-                  ranks: range, device: str = "auto", normalize: str = "dataset") -> pd.DataFrame:
+                  ranks: range, device: str = "auto", normalize: str = "dataset",
+                  selection: str = "effective") -> pd.DataFrame:
     """Which candidates of a round are effective for every analysed network.
 
     Args:
         oldest: network -> its table at the oldest late checkpoint of this round.
         early: network -> early epoch -> checkpoint path; the late survivors' sigma_f is
             computed there (one forward of K samples per image, not an optimisation).
+        selection: the image rule at the late checkpoints (config ``metrics.selection``).
 
     Returns:
         :func:`kdconcepts.schedule.verdict_table`'s columns and ``check_passes``, the
@@ -166,7 +169,7 @@ def round_verdict(oldest: Mapping[str, str | Path], early: Mapping[str, Mapping[
     candidates = _round_candidates(data_root, seed, ranks)
     tables = {network: read_table(path) for network, path in oldest.items()}
     fg = _fg_grids(data_root, candidates, grid)
-    passed = S.survivors(candidates, tables, fg, grid)
+    passed = S.survivors(candidates, tables, fg, grid, selection)
     cfg = SigmaConfig.from_mapping(quantify_cfg)
     usable: dict[str, dict[int, set[str]]] = {}
     if passed:
@@ -331,6 +334,33 @@ def work_table(tables: Sequence[tuple[str, str, object, str | Path]],
     if len(work):
         work = work.groupby(["seed", "layer", "network", "epoch"], sort=False, as_index=False).sum()
     return work
+
+
+def stale_schedules(seed_dirs: Sequence[str | Path], layers: Sequence[str], *, effective: int,
+                    round_size: int, candidates: int) -> list[str]:
+    """What the effective-first rounds on disk say is unfinished, per seed and layer, in words.
+
+    A run whose changed settings make a round fail more candidates can end with a seed whose
+    rounds on disk ask for another round, and whose chosen images and tables are still the old
+    ones (Snakemake decided the rounds to run before the checkpoints reran; docs/ARCHITECTURE.md,
+    "Known problem"). Pooling such a seed would mix old and new tables; this names it instead.
+    """
+    problems = []
+    for folder in map(Path, seed_dirs):
+        for layer in layers:
+            base = folder / "quantify" / layer
+            rounds = sorted(base.glob("round_*/verdict.csv"), key=lambda p: int(p.parent.name[6:]))
+            if not rounds:
+                continue
+            verdicts = [pd.read_csv(p) for p in rounds]
+            if S.needs_another_round(verdicts, effective, round_size, candidates):
+                problems.append(f"{base}: the rounds on disk ask for round {len(rounds)}, which did not run")
+                continue
+            chosen = base / "chosen.csv"
+            wanted = S.choose(verdicts, effective)["image_id"].astype(str).tolist()
+            if not chosen.is_file() or pd.read_csv(chosen)["image_id"].astype(str).tolist() != wanted:
+                problems.append(f"{chosen} does not list the images its rounds choose ({wanted})")
+    return problems
 
 
 def pool_seeds(per_seed: Mapping[str, Sequence[str | Path]], *, students: Sequence[str],

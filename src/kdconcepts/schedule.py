@@ -30,8 +30,9 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["candidate_indices", "round_ranks", "late_epochs", "early_epochs", "meets_effective_rule",
-           "rule_failures", "survivors", "verdict_table", "choose", "needs_another_round"]
+__all__ = ["SELECTION_RULES", "candidate_indices", "round_ranks", "late_epochs", "early_epochs",
+           "meets_effective_rule", "rule_failures", "survivors", "verdict_table", "choose",
+           "needs_another_round"]
 
 
 def candidate_indices(n_train: int, n_candidates: int, seed: int) -> np.ndarray:
@@ -64,46 +65,61 @@ def early_epochs(epochs: Sequence[int], late_fraction: float) -> list[int]:
     return [e for e in epochs if e not in late]
 
 
-def meets_effective_rule(usable: bool, entropy: Sequence[float], mask: np.ndarray, grid: int) -> bool:
-    """The effective rule at one late checkpoint (SPEC section 5), the one both the schedule
-    and the metrics apply: the image is usable (sigma_f != 0) and its mean background entropy
-    is at least its mean foreground entropy. A mask without foreground or background cells
-    cannot compare the two means, and a NaN mean compares false: both fail.
+#: The image rules of config ``metrics.selection``: ``effective`` (the paper's, SPEC section 5)
+#: and ``usable`` (sigma_f != 0 only; for smoke tests of barely trained nets).
+SELECTION_RULES = ("effective", "usable")
+
+
+def meets_effective_rule(usable: bool, entropy: Sequence[float], mask: np.ndarray, grid: int,
+                         rule: str = "effective") -> bool:
+    """The image rule at one late checkpoint, the one both the schedule and the metrics apply.
+
+    ``effective`` (SPEC section 5): the image is usable (sigma_f != 0) and its mean background
+    entropy is at least its mean foreground entropy. ``usable``: only the first part. Either
+    way a mask without foreground or background cells fails (the means cannot be compared), and
+    under ``effective`` a NaN mean compares false and fails.
 
     Args:
         usable: sigma_f != 0 at this checkpoint.
         entropy: the G*G entropy map, row-major.
         mask: the G x G foreground grid mask (bool).
         grid: G.
+        rule: one of :data:`SELECTION_RULES`.
     """
+    if rule not in SELECTION_RULES:
+        raise ValueError(f"rule must be one of {SELECTION_RULES}, got {rule!r}")
     if not usable or mask.all() or not mask.any():
         return False
+    if rule == "usable":
+        return True
     h = np.asarray(entropy, dtype=np.float64).reshape(grid, grid)
     return bool(h[~mask].mean() >= h[mask].mean())
 
 
-def rule_failures(table: pd.DataFrame, fg: Mapping[str, np.ndarray], grid: int) -> set[str]:
-    """Image ids of one (network, late checkpoint) table that fail the effective rule there
+def rule_failures(table: pd.DataFrame, fg: Mapping[str, np.ndarray], grid: int,
+                  rule: str = "effective") -> set[str]:
+    """Image ids of one (network, late checkpoint) table that fail the image rule there
     (:func:`meets_effective_rule`)."""
     return {row.image_id for row in table.itertuples(index=False)
-            if not meets_effective_rule(row.usable, row.entropy, fg[row.image_id], grid)}
+            if not meets_effective_rule(row.usable, row.entropy, fg[row.image_id], grid, rule)}
 
 
 def survivors(candidates: Sequence[str], newer: Mapping[str, pd.DataFrame],
-              fg: Mapping[str, np.ndarray], grid: int) -> list[str]:
+              fg: Mapping[str, np.ndarray], grid: int, rule: str = "effective") -> list[str]:
     """The candidates still in the running before the next (older) late checkpoint.
 
     Args:
         candidates: the round's image ids, in sampling order.
         newer: network -> table of the previous (newer) late step of this round; empty at the
             newest late checkpoint. Each table holds exactly that step's survivors.
+        rule: the image rule (config ``metrics.selection``), as the metrics apply it.
     """
     if not newer:
         return list(candidates)
     alive = set(candidates)
     for table in newer.values():
         alive &= set(table["image_id"])
-        alive -= rule_failures(table, fg, grid)
+        alive -= rule_failures(table, fg, grid, rule)
     return [i for i in candidates if i in alive]
 
 

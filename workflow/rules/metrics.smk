@@ -86,6 +86,10 @@ rule pool:
         resamples=config["metrics"]["resamples"],
         confidence=config["metrics"]["confidence"],
         premise_margin=config["metrics"]["premise_margin"],
+        # (checked, not compared: a pooled table is never made from a seed whose rounds are unfinished)
+        schedule=lambda w: {"seed_dirs": [seed_dir(w.tree, s) for s in SEEDS], "layers": LAYERS,
+                            "effective": EFFECTIVE, "round_size": ROUND_SIZE,
+                            "candidates": CANDIDATES} if SCHEDULE == "effective_first" else None,
     log:
         "logs/{tree}/pool.log",
     benchmark:

@@ -19,8 +19,11 @@ _NOT_IN_PARAMS = ("candidates", "schedule", "round_size", "threads")
 
 
 def _quantify_settings():
+    # metrics.selection: the late steps drop the candidates that fail the image rule the
+    # metrics apply, so both schedules evaluate the same images
     return {"quantify": {k: v for k, v in config["quantify"].items() if k not in _NOT_IN_PARAMS},
-            "device": config["device"], "normalize": config["dataset"]["normalize"]}
+            "device": config["device"], "normalize": config["dataset"]["normalize"],
+            "selection": config["metrics"]["selection"]}
 
 
 def _exhaustive_settings():

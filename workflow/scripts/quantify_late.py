@@ -11,6 +11,6 @@ with job_logging(smk.log[0], threads=smk.threads):
         table = quantify_late_step(smk.input[f"checkpoint_{network}"], smk.params.data_root,
                                    smk.wildcards.layer, settings["quantify"], seed=int(smk.wildcards.seed),
                                    ranks=range(*smk.params.span), newer=newer, device=settings["device"],
-                                   normalize=settings["normalize"])
+                                   normalize=settings["normalize"], selection=settings["selection"])
         with atomic_path(output) as tmp:
             table.to_parquet(tmp, index=False)

@@ -10,6 +10,6 @@ with job_logging(smk.log[0], threads=smk.threads):
     table = round_verdict(oldest, smk.params.early, smk.params.data_root,
                           smk.wildcards.layer, settings["quantify"], seed=int(smk.wildcards.seed),
                           ranks=range(*smk.params.span), device=settings["device"],
-                          normalize=settings["normalize"])
+                          normalize=settings["normalize"], selection=settings["selection"])
     with atomic_path(smk.output[0]) as tmp:
         table.to_csv(tmp, index=False)
