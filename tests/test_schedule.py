@@ -131,7 +131,7 @@ def test_exhaustive_and_effective_first_give_the_same_answers_where_candidates_f
         assert not set(failed["image_id"]) & set(chosen["image_id"])
         images = pd.read_csv(exhaustive / f"results/seed_{seed}/tables/images.csv")
         assert list(dict.fromkeys(images["image_id"])) == chosen["image_id"].tolist()
-    assert rejected >= 4, rejected  # the rule really rejects here (9 of 18 when measured)
+    assert rejected >= 3, rejected  # the rule really rejects here (5 of 9 examined when measured)
     compared = 0
     for table in ("metrics", "per_image", "images", "hypotheses"):  # (selection.csv counts the
         # candidates each schedule examined, which differ by design)
