@@ -328,7 +328,8 @@ def front_page_rst(*, tree: str, hypotheses: pd.DataFrame, premise: pd.DataFrame
     verdicts = verdict_table(hypotheses, confidence)
     # The answer first in the narrow column Snakemake gives the description: the verdict beside
     # the metric, then the numbers behind it.
-    first = ["metric", "verdict", verdicts.columns[6], "student", "baseline", "network", "layer"]
+    first = ["metric", "verdict", f"difference [{100 * confidence:g}% CI]", "student", "baseline",
+             "network", "layer"]
     verdicts = verdicts[first + [c for c in verdicts.columns if c not in first + ["hypothesis"]]]
     table = verdicts.to_html(index=False, border=0, classes="verdicts", escape=True)
     seeds = int(hypotheses["n_seeds"].max())
