@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kdconcepts.data.format import IMAGENET_MEAN, IMAGENET_STD
+from kdconcepts.data.format import normalization
 from kdconcepts.quantify.concepts import background_baseline, concept_counts, downsample_mask
 from kdconcepts.quantify.config import SigmaConfig, sigma_schema
 from kdconcepts.quantify.engine import PRECISIONS, _refuse_non_finite, resolve_device
@@ -202,8 +202,9 @@ def load_images(root: Path, split: str, size: int | None, normalize: str, skip_b
     if len(shapes) > 1:
         raise SystemExit(f"images differ in size {sorted(shapes)}; pass --image-size")
     images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 255.0
-    if normalize == "imagenet":
-        images = _normalise(images, IMAGENET_MEAN, IMAGENET_STD)  # as load_split does
+    stats = normalization(normalize, {"mean": None, "std": None})  # a plain folder has no meta.json
+    if stats is not None:
+        images = _normalise(images, *stats)
     masks = torch.from_numpy(np.stack(mask_arrays)) if mask_dir.is_dir() else None
     return images, masks, [p.stem for p in kept], skipped
 
