@@ -41,7 +41,7 @@ from kdconcepts.quantify import SigmaConfig, estimate_sigma  # noqa: E402
 from kdconcepts.quantify.engine import settled_last_step  # noqa: E402
 
 _TABLE = re.compile(r"(?P<tree>.*)/seed_(?P<seed>\d+)/quantify/(?P<layer>[^/]+)/(?:round_\d+|all)/"
-                    r"(?P<network>[^/]+)/(?P<epoch>epoch_\d{3}|final)\.parquet$")
+                    r"(?P<network>[^/]+)/(?:chosen_\d+/)?(?P<epoch>epoch_\d{3}|final)\.parquet$")
 
 
 def replay(trace: np.ndarray, cfg: SigmaConfig) -> tuple[int, int, int]:

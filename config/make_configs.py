@@ -155,6 +155,7 @@ metrics:
   resamples: 10000           # (chosen)
   confidence: 0.95           # (chosen)
   premise_margin: 0.1        # (chosen) the teacher leads the baseline by >= 10 points in every seed
+  zero_concept_images: keep  # (paper) the authors' argmax
 
 report:
   figure_format: png
@@ -266,6 +267,7 @@ metrics:
   resamples: 10000
   confidence: 0.95
   premise_margin: 0.1        # (chosen) the teacher leads the baseline by >= 10 points in every seed
+  zero_concept_images: keep  # (paper) the authors' argmax
 
 report:
   figure_format: png

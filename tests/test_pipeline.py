@@ -103,7 +103,7 @@ def test_smoke_pipeline_end_to_end(smoke, tmp_path):
             rows = images[(images["layer"] == row.layer) & (images["network"] == row.network)]
             assert row.n_fg == pytest.approx(rows["n_fg"].mean()) and row.n_images == len(rows)
         hypotheses = pd.read_csv(results / f"seed_{seed}/tables/hypotheses.csv")
-        assert len(hypotheses) == 6 and hypotheses["held"].dtype == bool
+        assert len(hypotheses) == 6 and hypotheses["paper_direction"].dtype == bool and "held" not in hypotheses
         per_image = pd.read_csv(results / f"seed_{seed}/tables/per_image.csv")
         assert per_image["h_bar"].notna().all() and "target_reached" in per_image
 

@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kdconcepts.metrics import pooled_hypotheses, premise, seed_differences
+from kdconcepts.metrics import pooled_hypotheses, premise, seed_differences, teacher_reference
 from kdconcepts.report import (front_page_rst, latex_table, plot_concepts_vs_distance, plot_differences,
-                               plot_entropy_maps, plot_sweep, premise_sentence)
+                               plot_entropy_maps, plot_sweep, premise_sentence, summary_markdown)
 
 
 def _images(shift=1.0, seeds=(0, 1, 2), n=8):
@@ -26,6 +26,12 @@ def _images(shift=1.0, seeds=(0, 1, 2), n=8):
                              "lambda": base["lambda"] + 0.1 * delta, "d": base["d"] * (1 - 0.5 * delta),
                              "rho": base["rho"] + 0.1 * delta, "m_hat": 2, "rho_bg": 0.5, "rho_all": 0.5})
     return pd.DataFrame(rows)
+
+
+def _with_teacher(images):
+    """``images`` plus teacher rows: twice the baseline's background concepts."""
+    base = images[images["network"] == "baseline"]
+    return pd.concat([images, base.assign(network="teacher", n_bg=2 * base["n_bg"], n_fg=base["n_fg"] + 4)])
 
 
 def _premise(teacher=0.9, margin=0.10):
@@ -134,3 +140,54 @@ def test_the_report_front_page_opens_on_the_answer(tmp_path):
     assert "not held (smallest lead +0.050, seed 0)" in html
     for row in hypotheses.itertuples():
         assert f"<td>{row.verdict}</td>" in html
+
+
+def test_the_teacher_is_shown_as_context_in_the_table_and_the_forest_plot(tmp_path):
+    images = _with_teacher(_images())
+    hypotheses = pooled_hypotheses(images, ["distilled_student"], resamples=200)
+    teacher = teacher_reference(images, ["distilled_student"], resamples=200)
+    tex = latex_table(hypotheses, _premise(), teacher=teacher)
+    lines = tex.splitlines()
+    row = next(line for line in lines if "Teacher (context)" in line)
+    # Before the student, with N_fg, N_bg and lambda and their intervals, no verdict mark, and
+    # no D or rho (one checkpoint).
+    assert lines.index(row) < lines.index(next(line for line in lines if "Distilled student" in line))
+    assert row.count(r"\scriptsize[") == 3 and "surd" not in row and "times" not in row
+    assert row.count("--") == 4 and "0.910" in row
+    assert "The teacher's row is context" in tex
+    differences = pd.concat([seed_differences(images, ["distilled_student"], resamples=200).astype({"seed": object}),
+                             hypotheses.assign(seed="pooled")])
+    fig = plot_differences(differences, "conv", teacher=teacher)
+    expected = teacher.set_index("metric").loc["n_bg", "teacher_minus_baseline"]
+    dashed = [line for line in fig.axes[1].get_lines() if line.get_linestyle() == "--"]
+    assert len(dashed) == 1 and dashed[0].get_ydata()[0] == pytest.approx(expected)
+    assert not [line for line in fig.axes[3].get_lines() if line.get_linestyle() == "--"]  # D_mean
+    assert "teacher - baseline" in [t.get_text() for t in fig.axes[-1].get_legend().get_texts()]
+
+
+def test_summary_shows_teacher_zero_concept_images_and_per_seed_tests():
+    images = _with_teacher(_images())
+    hypotheses = pooled_hypotheses(images, ["distilled_student"], resamples=200)
+    teacher = teacher_reference(images, ["distilled_student"], resamples=200)
+    differences = pd.concat([seed_differences(images, ["distilled_student"], resamples=200).astype({"seed": object}),
+                             hypotheses.assign(seed="pooled")])
+    metrics = pd.DataFrame({"seed": [0, 0, 1, 1, "pooled", "pooled"], "layer": "conv",
+                            "network": ["distilled_student", "baseline"] * 3,
+                            "no_fg_concept_images": [0, 2, 1, 1, 0.5, 1.5], "n_images": 8})
+    text = summary_markdown(
+        command="snakemake --cores all", tree="results", hypotheses=hypotheses, premise=_premise(),
+        selection=pd.DataFrame({"seed": [0], "evaluated": [8]}),
+        work=pd.DataFrame({"network": ["baseline"], "maps": [1], "sample_passes": [10]}),
+        times=pd.DataFrame({"stage": ["train"], "seconds": [1.0], "cpu_seconds": [1.0]}),
+        confidence=0.95, config_name="config/config.yaml", teacher=teacher, metrics=metrics,
+        differences=differences, permutations=200)
+    assert text.startswith("# Results\n")
+    assert "| layer | network | hypothesis | metric | student | baseline | difference [95% CI] | " \
+           "permutation p | Holm p | image pairs | verdict |" in text
+    assert "## The teacher beside the students" in text
+    share = teacher.set_index("metric").loc["n_fg", "student_share"]
+    assert f"keeps {100 * share:.0f}% of the teacher's foreground concepts" in text
+    # Counted over seeds, pooled rows left out: the baseline 2 + 1 of 16.
+    assert "| conv | Baseline | 3 | 16 |" in text and "| conv | Distilled student | 1 | 16 |" in text
+    assert "zero_concept_images: keep" in text
+    assert "| layer | student | metric | seed 0 | seed 1 | seed 2 |" in text  # Wilcoxon per seed

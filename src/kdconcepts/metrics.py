@@ -12,6 +12,10 @@ by the quantify stage. Notation follows Cheng et al. (CVPR 2020):
   checkpoint m_hat(x) where N_fg(x) peaks;
 - ``rho`` = E_x[|S_M(x)| / |union_j S_j(x)|], S_j(x) the concept cells at checkpoint j.
 
+Paired comparisons (student against baseline) use the images where both networks have a value:
+an image whose rho is undefined (no concept at any checkpoint) for either network is dropped
+from both, and counted (``n_dropped``).
+
 Every network-level number is an aggregate of per-image values (:func:`image_metrics`), and the
 pooled verdicts (:func:`pooled_hypotheses`) resample those same per-image rows: every number
 traces back to the rows of ``images.csv``.
@@ -39,9 +43,13 @@ __all__ = [
     "HYPOTHESES",
     "IMAGE_COLUMNS",
     "REPORTED",
+    "TEACHER_METRICS",
+    "ZERO_CONCEPT_RULES",
+    "aggregate_images",
     "compare_hypotheses",
     "count_concepts",
     "effective_images",
+    "holm",
     "image_metrics",
     "late_epochs",
     "network_metrics",
@@ -49,6 +57,7 @@ __all__ = [
     "pooled_hypotheses",
     "premise",
     "seed_differences",
+    "teacher_reference",
     "verdict",
 ]
 
@@ -67,7 +76,14 @@ REPORTED: tuple[tuple[str, str, int], ...] = HYPOTHESES[:5] + (("d_var", "down",
 _IMAGE_VALUE = {"n_fg": "n_fg", "n_bg": "n_bg", "lambda": "lambda", "d_mean": "d", "d_std": "d",
                 "d_var": "d", "rho": "rho"}
 #: Columns of :func:`image_metrics`.
-IMAGE_COLUMNS = ("image_id", "n_fg", "n_bg", "lambda", "d", "m_hat", "rho", "rho_bg", "rho_all")
+IMAGE_COLUMNS = ("image_id", "n_fg", "n_bg", "lambda", "d", "m_hat", "rho", "rho_bg", "rho_all",
+                 "no_fg_concept")
+#: The teacher's metrics shown beside the students' (one checkpoint: no D, no rho).
+TEACHER_METRICS = ("n_fg", "n_bg", "lambda")
+#: What ``metrics.zero_concept_images`` does with an image that has no foreground concept at
+#: any checkpoint: ``keep`` (the authors' argmax: m_hat is the first checkpoint, d its distance)
+#: or ``drop`` (no m_hat, so no d; the image leaves D_mean and D_std, for both networks of a pair).
+ZERO_CONCEPT_RULES = ("keep", "drop")
 
 
 def _stack(entropy: Iterable[Sequence[float]], grid: int) -> np.ndarray:
@@ -140,27 +156,39 @@ def count_concepts(table: pd.DataFrame, fg: dict[str, np.ndarray], grid: int,
     return pd.DataFrame(out)
 
 
-def image_metrics(counts: pd.DataFrame, weight_distance: pd.Series | None) -> pd.DataFrame:
+def image_metrics(counts: pd.DataFrame, weight_distance: pd.Series | None,
+                  zero_concept_images: str = "keep") -> pd.DataFrame:
     """The per-image values the six metrics average, one row per image.
 
     ``n_fg``, ``n_bg``: counts at the final checkpoint; ``lambda``: N_fg / (N_fg + N_bg) there
     (0 without concepts); ``m_hat``: the first checkpoint with the most foreground concepts and
     ``d`` = d(m_hat); ``rho``, ``rho_bg``, ``rho_all``: |S_M| / |union_j S_j| over foreground,
-    background and all concept cells (NaN when the union is empty). ``d`` and the rhos need
-    several checkpoints and a weight distance (NaN otherwise, e.g. for the teacher).
+    background and all concept cells (NaN when the union is empty); ``no_fg_concept``: the image
+    has no foreground concept at any checkpoint. ``d`` and the rhos need several checkpoints and
+    a weight distance (NaN otherwise, e.g. for the teacher).
+
+    Args:
+        zero_concept_images: ``keep`` (the authors' rule: an image without foreground concepts
+            gets m_hat = the first checkpoint) or ``drop`` (its m_hat and d are NaN).
     """
+    if zero_concept_images not in ZERO_CONCEPT_RULES:
+        raise ValueError(f"metrics.zero_concept_images must be one of {ZERO_CONCEPT_RULES}, "
+                         f"not {zero_concept_images!r}")
     final = counts["epoch"].max()
     several = weight_distance is not None and counts["epoch"].nunique() > 1
     rows = []
     for image_id, of_image in counts.sort_values("epoch", kind="stable").groupby("image_id", sort=False):
         last = of_image[of_image["epoch"] == final].iloc[0]
         total = last["n_fg"] + last["n_bg"]
+        no_fg_concept = bool((of_image["n_fg"] == 0).all())
         row = {"image_id": image_id, "n_fg": int(last["n_fg"]), "n_bg": int(last["n_bg"]),
                "lambda": float(last["n_fg"] / total) if total > 0 else 0.0,
-               "d": np.nan, "m_hat": np.nan, "rho": np.nan, "rho_bg": np.nan, "rho_all": np.nan}
+               "d": np.nan, "m_hat": np.nan, "rho": np.nan, "rho_bg": np.nan, "rho_all": np.nan,
+               "no_fg_concept": no_fg_concept}
         if several:
-            m_hat = int(of_image.loc[of_image["n_fg"].idxmax(), "epoch"])  # idxmax: first maximum
-            row.update(m_hat=m_hat, d=float(weight_distance.loc[m_hat]))
+            if not (no_fg_concept and zero_concept_images == "drop"):
+                m_hat = int(of_image.loc[of_image["n_fg"].idxmax(), "epoch"])  # idxmax: first maximum
+                row.update(m_hat=m_hat, d=float(weight_distance.loc[m_hat]))
             for name, cols in (("rho", ("fg_cells",)), ("rho_bg", ("bg_cells",)),
                                ("rho_all", ("fg_cells", "bg_cells"))):
                 sets = {int(r["epoch"]): set().union(*(r[c] for c in cols)) for _, r in of_image.iterrows()}
@@ -170,10 +198,17 @@ def image_metrics(counts: pd.DataFrame, weight_distance: pd.Series | None) -> pd
     return pd.DataFrame(rows, columns=list(IMAGE_COLUMNS))
 
 
-def _aggregate(per_image: pd.DataFrame) -> dict[str, float]:
-    """Network metrics from :func:`image_metrics` rows."""
-    d = per_image["d"].to_numpy(dtype=float)
-    has_d = np.isfinite(d).all() and len(d) > 0
+def aggregate_images(per_image: pd.DataFrame) -> dict[str, float]:
+    """A network's metrics from its :func:`image_metrics` rows.
+
+    D averages the images whose ``d`` is defined (NaN for a dropped zero-concept image), rho
+    those whose rho is; with no defined ``d`` at all (one checkpoint, or the teacher) D and rho
+    are NaN. ``no_fg_concept_images`` counts the images without a foreground concept at any
+    checkpoint.
+    """
+    d_all = per_image["d"].to_numpy(dtype=float)
+    d = d_all[np.isfinite(d_all)]
+    has_d = len(d) > 0
     row = {"n_images": int(len(per_image)),
            "n_fg": float(per_image["n_fg"].mean()), "n_bg": float(per_image["n_bg"].mean()),
            # An image without concepts contributes 0 (SPEC section 3).
@@ -184,17 +219,24 @@ def _aggregate(per_image: pd.DataFrame) -> dict[str, float]:
     for name in ("rho", "rho_bg", "rho_all"):
         values = per_image[name].dropna()
         row[name] = float(values.mean()) if len(values) and has_d else float("nan")
+    row["no_fg_concept_images"] = int(per_image["no_fg_concept"].astype(bool).sum())
     return row
 
 
-def network_metrics(counts: pd.DataFrame, weight_distance: pd.Series | None) -> dict[str, float]:
+def network_metrics(counts: pd.DataFrame, weight_distance: pd.Series | None,
+                    zero_concept_images: str = "keep") -> dict[str, float]:
     """The six metrics of one network and layer; D and rho need several checkpoints."""
-    return _aggregate(image_metrics(counts, weight_distance))
+    return aggregate_images(image_metrics(counts, weight_distance, zero_concept_images))
 
 
 def compare_hypotheses(metrics: pd.DataFrame, students: Sequence[str] = ("distilled_student",),
                        baseline: str = "baseline") -> pd.DataFrame:
-    """Did each direction of SPEC section 6 hold? One row per (layer, student, metric).
+    """Which way each difference of SPEC section 6 went in one seed, one row per (layer,
+    student, metric).
+
+    ``paper_direction`` is True when the student-minus-baseline difference has the paper's sign
+    (False when it has the other sign, is 0, or is undefined). It is a direction, not a
+    verdict: only the pooled table (:func:`pooled_hypotheses`) says "held", from its intervals.
 
     Args:
         metrics: one row per (layer, network) with the metric columns.
@@ -207,11 +249,11 @@ def compare_hypotheses(metrics: pd.DataFrame, students: Sequence[str] = ("distil
                 continue
             for metric, direction, hypothesis in HYPOTHESES:
                 s, b = by_net.loc[student, metric], by_net.loc[baseline, metric]
-                held = bool(s > b) if direction == "up" else bool(s < b)
+                same = bool(s > b) if direction == "up" else bool(s < b)
                 rows.append({"layer": layer, "student": student, "hypothesis": hypothesis,
                              "metric": metric, "direction": direction, "student_value": s,
                              "baseline_value": b,
-                             "held": held if np.isfinite([s, b]).all() else False})
+                             "paper_direction": same if np.isfinite([s, b]).all() else False})
     return pd.DataFrame(rows)
 
 
@@ -265,15 +307,24 @@ def _statistic(metric: str, values: np.ndarray) -> np.ndarray:
 
 
 def _paired_values(images: pd.DataFrame, layer: str, student: str, baseline: str,
-                   metric: str) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    """seed -> (student values, baseline values), paired by image."""
+                   metric: str) -> tuple[dict[int, tuple[np.ndarray, np.ndarray]], int]:
+    """(seed -> (student values, baseline values), paired by image; pairs dropped).
+
+    A pair is kept only where both networks have a value: an image whose value is undefined
+    for one network (rho without concepts, d of a dropped zero-concept image) leaves both, so
+    the two networks are always compared on the same images. A seed without a pair is left out.
+    """
     column = _IMAGE_VALUE[metric]
-    out = {}
+    out, dropped = {}, 0
     for seed, of_seed in images[images["layer"] == layer].groupby("seed", sort=True):
         wide = of_seed.pivot(index="image_id", columns="network", values=column)
         if student in wide and baseline in wide:
-            out[int(seed)] = (wide[student].to_numpy(float), wide[baseline].to_numpy(float))
-    return out
+            s, b = wide[student].to_numpy(float), wide[baseline].to_numpy(float)
+            keep = np.isfinite(s) & np.isfinite(b)
+            dropped += int((~keep).sum())
+            if keep.any():
+                out[int(seed)] = (s[keep], b[keep])
+    return out, dropped
 
 
 def _hierarchical_bootstrap(pairs: dict[int, tuple[np.ndarray, np.ndarray]], metric: str,
@@ -295,6 +346,43 @@ def _hierarchical_bootstrap(pairs: dict[int, tuple[np.ndarray, np.ndarray]], met
         return np.nanmean(student, axis=1), np.nanmean(baseline, axis=1)
 
 
+def _permutation_p(pairs: dict[int, tuple[np.ndarray, np.ndarray]], metric: str, permutations: int,
+                   rng: np.random.Generator) -> float:
+    """Two-sided p of a stratified paired permutation test.
+
+    Under the null the two networks' values of an image are exchangeable, so each permutation
+    swaps the labels of each pair with probability 1/2, within its seed (the seed structure is
+    kept: no pair moves to another seed). The statistic is the pooled difference itself (the
+    mean over seeds of the per-seed metric difference), so the test fits D_std and D_var too.
+    p = (1 + #{|T*| >= |T|}) / (1 + permutations).
+    """
+    observed = float(np.mean([_statistic(metric, s) - _statistic(metric, b) for s, b in pairs.values()]))
+    if not np.isfinite(observed):
+        return float("nan")
+    permuted = np.zeros(permutations)
+    for s, b in pairs.values():
+        swap = rng.random((permutations, len(s))) < 0.5
+        permuted += _statistic(metric, np.where(swap, b, s)) - _statistic(metric, np.where(swap, s, b))
+    permuted /= len(pairs)
+    # (a tolerance: a permutation that only reorders the sum must count as "as extreme")
+    extreme = np.abs(permuted) >= abs(observed) - 1e-12 * max(1.0, abs(observed))
+    return float((1 + extreme.sum()) / (1 + permutations))
+
+
+def holm(p_values: Sequence[float]) -> np.ndarray:
+    """Holm's step-down adjustment of a family of p-values (NaNs stay NaN, outside the family)."""
+    p = np.asarray(p_values, dtype=float)
+    out = np.full_like(p, np.nan)
+    finite = np.flatnonzero(np.isfinite(p))
+    order = finite[np.argsort(p[finite], kind="stable")]
+    m = len(order)
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[index]))
+        out[index] = running
+    return out
+
+
 def _interval(values: np.ndarray, tail: float) -> tuple[float, float]:
     if not np.isfinite(values).any():
         return float("nan"), float("nan")
@@ -310,29 +398,33 @@ def pooled_hypotheses(images: pd.DataFrame, students: Sequence[str], baseline: s
         images: per-image rows of every seed (columns ``seed``, ``layer``, ``network`` and
             :data:`IMAGE_COLUMNS`), as in ``results/tables/images.csv``.
         students: the analysed students, each compared with ``baseline``.
-        resamples, confidence: of the hierarchical bootstrap.
-        seed: of the bootstrap's random generator.
+        resamples, confidence: of the hierarchical bootstrap; ``resamples`` is also the number
+            of permutations of the test.
+        seed: of the random generators (the bootstrap's and the permutations' are separate, so
+            the intervals do not depend on the test).
 
     Returns:
         Columns ``layer, student, hypothesis, metric, direction, student_value, student_ci_low,
         student_ci_high, baseline_value, baseline_ci_low, baseline_ci_high, difference, ci_low,
-        ci_high, wilcoxon_p, n_pairs, n_seeds, verdict``. Values are means over seeds of the
-        per-seed network metric; the intervals are percentile intervals of the hierarchical
-        bootstrap (seeds, then images within a seed), ``ci_*`` that of the difference;
-        ``wilcoxon_p`` is the two-sided Wilcoxon signed-rank test on the per-image pairs of all
-        seeds (empty for D_std and D_var, spreads over images, whose intervals come from the
-        bootstrap alone). Rows: the six metrics of :data:`HYPOTHESES` and ``d_var`` (the
-        authors' variance beside D_std).
+        ci_high, permutation_p, holm_p, n_pairs, n_dropped, n_seeds, verdict``. Values are
+        means over seeds of the per-seed network metric on the paired images (an image without
+        a value for one network is dropped from both: ``n_dropped``); the intervals are
+        percentile intervals of the hierarchical bootstrap (seeds, then images within a seed),
+        ``ci_*`` that of the difference. ``permutation_p``: the stratified paired permutation
+        test (:func:`_permutation_p`); ``holm_p``: Holm's adjustment over the six hypotheses of
+        a (layer, student) (empty for ``d_var``, shown beside D_std, not a seventh test). The
+        verdict is read from the interval alone.
     """
-    from scipy import stats
-
     rng = np.random.default_rng(seed)
+    permutation_rng = np.random.default_rng([seed, 1])
     tail = (1.0 - confidence) / 2.0
+    tested = {m for m, _, _ in HYPOTHESES}
     rows = []
     for layer in dict.fromkeys(images["layer"]):
         for student in students:
+            family = []
             for metric, direction, hypothesis in REPORTED:
-                pairs = _paired_values(images, layer, student, baseline, metric)
+                pairs, dropped = _paired_values(images, layer, student, baseline, metric)
                 if not pairs:
                     continue
                 with np.errstate(all="ignore"):
@@ -340,34 +432,33 @@ def pooled_hypotheses(images: pd.DataFrame, students: Sequence[str], baseline: s
                     baseline_value = float(np.nanmean([_statistic(metric, b) for _, b in pairs.values()]))
                 boot_student, boot_baseline = _hierarchical_bootstrap(pairs, metric, resamples, rng)
                 low, high = _interval(boot_student - boot_baseline, tail)
-                p_value, n_pairs = np.nan, 0
-                if metric not in ("d_std", "d_var"):
-                    s = np.concatenate([p[0] for p in pairs.values()])
-                    b = np.concatenate([p[1] for p in pairs.values()])
-                    keep = np.isfinite(s) & np.isfinite(b)
-                    n_pairs = int(keep.sum())
-                    if n_pairs and np.any(s[keep] != b[keep]):
-                        p_value = float(stats.wilcoxon(s[keep], b[keep]).pvalue)
-                    elif n_pairs:
-                        p_value = 1.0
                 student_ci = _interval(boot_student, tail)
                 baseline_ci = _interval(boot_baseline, tail)
-                rows.append({"layer": layer, "student": student, "hypothesis": hypothesis,
-                             "metric": metric, "direction": direction,
-                             "student_value": student_value, "student_ci_low": student_ci[0],
-                             "student_ci_high": student_ci[1], "baseline_value": baseline_value,
-                             "baseline_ci_low": baseline_ci[0], "baseline_ci_high": baseline_ci[1],
-                             "difference": student_value - baseline_value,
-                             "ci_low": low, "ci_high": high, "wilcoxon_p": p_value,
-                             "n_pairs": n_pairs, "n_seeds": len(pairs),
-                             "verdict": verdict(low, high, direction)})
+                family.append({"layer": layer, "student": student, "hypothesis": hypothesis,
+                               "metric": metric, "direction": direction,
+                               "student_value": student_value, "student_ci_low": student_ci[0],
+                               "student_ci_high": student_ci[1], "baseline_value": baseline_value,
+                               "baseline_ci_low": baseline_ci[0], "baseline_ci_high": baseline_ci[1],
+                               "difference": student_value - baseline_value,
+                               "ci_low": low, "ci_high": high,
+                               "permutation_p": _permutation_p(pairs, metric, resamples, permutation_rng),
+                               "holm_p": np.nan,
+                               "n_pairs": int(sum(len(s) for s, _ in pairs.values())),
+                               "n_dropped": dropped, "n_seeds": len(pairs),
+                               "verdict": verdict(low, high, direction)})
+            in_family = [k for k, row in enumerate(family) if row["metric"] in tested]
+            for k, adjusted in zip(in_family, holm([family[k]["permutation_p"] for k in in_family])):
+                family[k]["holm_p"] = float(adjusted)
+            rows += family
     return pd.DataFrame(rows)
 
 
 def seed_differences(images: pd.DataFrame, students: Sequence[str], baseline: str = "baseline", *,
                      resamples: int = 10000, confidence: float = 0.95, seed: int = 0) -> pd.DataFrame:
     """Each seed's student-minus-baseline difference with its own bootstrap interval (images
-    resampled in pairs, ``scipy.stats.bootstrap``), for the per-seed points of the figure."""
+    resampled in pairs, ``scipy.stats.bootstrap``), for the per-seed points of the figure, and
+    the per-seed two-sided Wilcoxon signed-rank test on the image pairs (``wilcoxon_p``; empty
+    for D_std and D_var, spreads over images). Pairs as in :func:`pooled_hypotheses`."""
     from scipy import stats
 
     rng = np.random.default_rng(seed)
@@ -375,7 +466,8 @@ def seed_differences(images: pd.DataFrame, students: Sequence[str], baseline: st
     for layer in dict.fromkeys(images["layer"]):
         for student in students:
             for metric, direction, _ in REPORTED:
-                for seed_value, (s, b) in _paired_values(images, layer, student, baseline, metric).items():
+                pairs, _ = _paired_values(images, layer, student, baseline, metric)
+                for seed_value, (s, b) in pairs.items():
                     difference = float(_statistic(metric, s) - _statistic(metric, b))
                     low = high = np.nan
                     if len(s) > 1 and np.isfinite(difference):
@@ -384,7 +476,54 @@ def seed_differences(images: pd.DataFrame, students: Sequence[str], baseline: st
                             paired=True, vectorized=True, n_resamples=resamples,
                             confidence_level=confidence, method="percentile", random_state=rng)
                         low, high = result.confidence_interval
+                    p_value = np.nan
+                    if metric not in ("d_std", "d_var"):
+                        p_value = float(stats.wilcoxon(s, b).pvalue) if np.any(s != b) else 1.0
                     rows.append({"layer": layer, "student": student, "metric": metric,
                                  "direction": direction, "seed": seed_value, "difference": difference,
-                                 "ci_low": float(low), "ci_high": float(high)})
+                                 "ci_low": float(low), "ci_high": float(high),
+                                 "wilcoxon_p": p_value, "n_pairs": int(len(s))})
+    return pd.DataFrame(rows)
+
+
+def teacher_reference(images: pd.DataFrame, students: Sequence[str], baseline: str = "baseline", *,
+                      teacher: str = "teacher", resamples: int = 10000, confidence: float = 0.95,
+                      seed: int = 0) -> pd.DataFrame:
+    """The teacher beside each student and the baseline: context, not a hypothesis.
+
+    Per (layer, student, metric of :data:`TEACHER_METRICS`), at the final checkpoint on the same
+    evaluated images: the three networks' values (means over seeds of the per-seed network
+    metric), the teacher's hierarchical-bootstrap interval, ``student_share`` (student / teacher:
+    "the student keeps x% of the teacher's foreground concepts"), ``baseline_share`` and
+    ``teacher_minus_baseline`` (the reference line of the forest plot). No verdict.
+    """
+    rng = np.random.default_rng([seed, 2])
+    tail = (1.0 - confidence) / 2.0
+    rows = []
+    for layer in dict.fromkeys(images["layer"]):
+        for student in students:
+            for metric in TEACHER_METRICS:
+                trios = {}
+                for seed_value, of_seed in images[images["layer"] == layer].groupby("seed", sort=True):
+                    wide = of_seed.pivot(index="image_id", columns="network", values=_IMAGE_VALUE[metric])
+                    if {teacher, student, baseline} <= set(wide.columns):
+                        trios[int(seed_value)] = wide[[teacher, student, baseline]].to_numpy(float)
+                if not trios:
+                    continue
+                values = {name: float(np.mean([_statistic(metric, t[:, k]) for t in trios.values()]))
+                          for k, name in enumerate(("teacher", "student", "baseline"))}
+                teacher_boot, _ = _hierarchical_bootstrap({s: (t[:, 0], t[:, 2]) for s, t in trios.items()},
+                                                          metric, resamples, rng)
+                low, high = _interval(teacher_boot, tail)
+                with np.errstate(all="ignore"):
+                    rows.append({"layer": layer, "student": student, "metric": metric,
+                                 "teacher_value": values["teacher"], "teacher_ci_low": low,
+                                 "teacher_ci_high": high, "student_value": values["student"],
+                                 "baseline_value": values["baseline"],
+                                 "student_share": values["student"] / values["teacher"]
+                                 if values["teacher"] else np.nan,
+                                 "baseline_share": values["baseline"] / values["teacher"]
+                                 if values["teacher"] else np.nan,
+                                 "teacher_minus_baseline": values["teacher"] - values["baseline"],
+                                 "n_seeds": len(trios)})
     return pd.DataFrame(rows)

@@ -202,13 +202,90 @@ def _weight_distance(path: str | Path, layer: str) -> pd.Series:
     return table.set_index("epoch")["weight_distance"]
 
 
+def _long_table(tables: Sequence[tuple[str, str, object, str | Path]]) -> pd.DataFrame:
+    """The quantify tables of one seed as one long table, in candidate order then epoch."""
+    frames = []
+    for layer, network, _, path in tables:
+        t = read_table(path)
+        t["layer"], t["network"] = layer, network
+        frames.append(t)
+    return pd.concat([f for f in frames if len(f)], ignore_index=True) \
+        .sort_values(["candidate_rank", "epoch"], kind="stable")
+
+
+def _evaluated_images(by_layer: pd.DataFrame, layer: str, fg: Mapping[str, np.ndarray], *,
+                      networks: Sequence[str], epochs: Sequence[int], grid: int, effective: int,
+                      late_fraction: float, selection: str,
+                      chosen: Mapping[str, str | Path] | None) -> tuple[list[str], dict]:
+    """The first ``effective`` candidates effective for every analysed network, and the
+    layer's row of ``selection.csv`` (candidates examined, effective per network, evaluated)."""
+    verdicts = {net: M.effective_images(by_layer[by_layer["network"] == net], fg, grid,
+                                        late_fraction, rule=selection, epochs=epochs)
+                for net in networks}
+    examined = list(dict.fromkeys(by_layer.loc[by_layer["network"].isin(networks), "image_id"]))
+    every = pd.Series(True, index=examined)
+    for verdict in verdicts.values():
+        every &= verdict.reindex(examined, fill_value=False)
+    chosen_ids = list(every[every].index[:effective])
+    if chosen is not None and layer in chosen:
+        expected = pd.read_csv(chosen[layer])["image_id"].astype(str).tolist()
+        if expected != chosen_ids:
+            raise RuntimeError(f"layer {layer}: the tables give evaluated images {chosen_ids}, "
+                               f"but {chosen[layer]} lists {expected}")
+    if len(chosen_ids) < effective:
+        log.warning("layer %s: only %d of %d examined candidate images are effective for every "
+                    "analysed network (wanted %d); metrics use these", layer, len(chosen_ids),
+                    len(examined), effective)
+    if not chosen_ids:
+        raise RuntimeError(f"layer {layer}: no candidate image is effective for every analysed "
+                           "network; raise quantify.candidates or train longer")
+    return chosen_ids, {"layer": layer, "examined": len(examined),
+                        **{f"effective_{net}": int(v.sum()) for net, v in verdicts.items()},
+                        "evaluated": len(chosen_ids)}
+
+
+def _network_tables(rows: pd.DataFrame, fg: Mapping[str, np.ndarray], *, grid: int, b: float,
+                    weight_distance: pd.Series | None,
+                    zero_concept_images: str) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+    """Counts per (epoch, image) and the per-image metric values of one network and layer on
+    the evaluated images, and how many of its selected maps never reached the target entropy."""
+    counts = M.count_concepts(rows, fg, grid, b)
+    if weight_distance is not None:
+        counts["weight_distance"] = counts["epoch"].map(weight_distance)
+    per_image = M.image_metrics(counts, weight_distance, zero_concept_images)
+    missed = 0
+    if "target_reached" in rows:
+        missed = int((~rows["target_reached"] & rows["usable"]).sum())
+        reached = rows.set_index(["epoch", "image_id"])["target_reached"]
+        counts["target_reached"] = [bool(reached.get((e, i), True)) for e, i in
+                                    zip(counts["epoch"], counts["image_id"])]
+    return counts.drop(columns=["fg_cells", "bg_cells"]), per_image, missed
+
+
+def _warn_premise(metric_rows: Sequence[dict], seed: int | None, margin: float) -> None:
+    for layer in dict.fromkeys(r["layer"] for r in metric_rows):
+        acc = {r["network"]: r["test_accuracy"] for r in metric_rows if r["layer"] == layer}
+        if "teacher" in acc and "baseline" in acc:
+            held = M.premise(pd.DataFrame([acc]), margin)
+            if not held["premise_held"].all():
+                log.warning("PREMISE NOT HELD (seed %s): the teacher's test accuracy %.4f leads the "
+                            "baseline's %.4f by %+.4f, less than the margin %.2f "
+                            "(metrics.premise_margin); the paper's claims cannot be tested on this run",
+                            seed, acc["teacher"], acc["baseline"],
+                            held["teacher_minus_baseline"].iloc[0], margin)
+
+
+_NETWORK_ORDER = {"teacher": 0, "distilled_student": 1, "logit_student": 2, "baseline": 3}
+
+
 def evaluate_seed(tables: Sequence[tuple[str, str, object, str | Path]], data_root: str | Path,
                   weight_distance: Mapping[tuple[str, str], str | Path],
                   accuracy: Mapping[tuple[str, str], str | Path], *, networks: Sequence[str],
                   epochs: Sequence[int], grid: int, b: float, effective: int, late_fraction: float,
                   selection: str = "effective", chosen: Mapping[str, str | Path] | None = None,
                   dataset: str = "", architecture: str = "", seed: int | None = None,
-                  premise_margin: float = M.PREMISE_MARGIN) -> dict[str, pd.DataFrame]:
+                  premise_margin: float = M.PREMISE_MARGIN,
+                  zero_concept_images: str = "keep") -> dict[str, pd.DataFrame]:
     """Effective images, concept counts and the six metrics of one seed, every layer.
 
     Args:
@@ -223,93 +300,44 @@ def evaluate_seed(tables: Sequence[tuple[str, str, object, str | Path]], data_ro
         chosen: per layer, the effective-first schedule's chosen.csv: the images derived here
             must be exactly those (a consistency check of the two schedules' code paths).
         premise_margin: the teacher's smallest lead over the baseline (warned about below it).
+        zero_concept_images: ``metrics.zero_concept_images`` (:func:`kdconcepts.metrics.image_metrics`).
 
     Returns:
         ``metrics`` (one row per layer and network), ``per_image`` (per layer, network, epoch and
         evaluated image: counts, H_bar, weight distance), ``images`` (per layer, network and
-        evaluated image: the values the metrics average), ``hypotheses`` (did each direction
-        hold in this seed), ``selection`` (per layer: candidates examined, effective per
-        network, evaluated).
+        evaluated image: the values the metrics average), ``hypotheses`` (which way each
+        difference went in this seed), ``selection`` (per layer: candidates examined, effective
+        per network, evaluated).
     """
-    frames = []
-    for layer, network, epoch, path in tables:
-        t = read_table(path)
-        t["layer"], t["network"] = layer, network
-        frames.append(t)
-    long = pd.concat([f for f in frames if len(f)], ignore_index=True) \
-        .sort_values(["candidate_rank", "epoch"], kind="stable")
+    long = _long_table(tables)
     fg = _fg_grids(data_root, list(dict.fromkeys(long["image_id"])), grid)
-
     metric_rows, per_image_rows, image_rows, selection_rows = [], [], [], []
     for layer, by_layer in long.groupby("layer", sort=False):
-        verdicts = {net: M.effective_images(by_layer[by_layer["network"] == net], fg, grid,
-                                            late_fraction, rule=selection, epochs=epochs)
-                    for net in networks}
-        examined = list(dict.fromkeys(by_layer.loc[by_layer["network"].isin(networks), "image_id"]))
-        every = pd.Series(True, index=examined)
-        for verdict in verdicts.values():
-            every &= verdict.reindex(examined, fill_value=False)
-        chosen_ids = list(every[every].index[:effective])
-        if chosen is not None and layer in chosen:
-            expected = pd.read_csv(chosen[layer])["image_id"].astype(str).tolist()
-            if expected != chosen_ids:
-                raise RuntimeError(f"layer {layer}: the tables give evaluated images {chosen_ids}, "
-                                   f"but {chosen[layer]} lists {expected}")
-        if len(chosen_ids) < effective:
-            log.warning("layer %s: only %d of %d examined candidate images are effective for every "
-                        "analysed network (wanted %d); metrics use these", layer, len(chosen_ids),
-                        len(examined), effective)
-        if not chosen_ids:
-            raise RuntimeError(f"layer {layer}: no candidate image is effective for every analysed "
-                               "network; raise quantify.candidates or train longer")
-        selection_rows.append({"seed": seed, "layer": layer, "examined": len(examined),
-                               **{f"effective_{net}": int(v.sum()) for net, v in verdicts.items()},
-                               "evaluated": len(chosen_ids)})
+        chosen_ids, selected = _evaluated_images(
+            by_layer, layer, fg, networks=networks, epochs=epochs, grid=grid, effective=effective,
+            late_fraction=late_fraction, selection=selection, chosen=chosen)
+        selection_rows.append({"seed": seed, **selected})
         for network, rows in by_layer.groupby("network", sort=False):
-            rows = rows[rows["image_id"].isin(chosen_ids)]
-            counts = M.count_concepts(rows, fg, grid, b)
-            wd = None
-            if network in networks:
-                wd = _weight_distance(weight_distance[(layer, network)], layer)
-                counts["weight_distance"] = counts["epoch"].map(wd)
-            per_image = M.image_metrics(counts, wd)
-            missed = rows.loc[~rows["target_reached"] & rows["usable"]] if "target_reached" in rows else rows[:0]
+            wd = _weight_distance(weight_distance[(layer, network)], layer) if network in networks else None
+            counts, per_image, missed = _network_tables(
+                rows[rows["image_id"].isin(chosen_ids)], fg, grid=grid, b=b, weight_distance=wd,
+                zero_concept_images=zero_concept_images)
             acc = json.loads(Path(accuracy[(layer, network)]).read_text())["test_accuracy"]
             metric_rows.append({"dataset": dataset, "architecture": architecture, "seed": seed,
-                                "layer": layer, "network": network, **M._aggregate(per_image),
-                                "test_accuracy": acc, "maps_missing_target": int(len(missed))})
-            per_image.insert(0, "seed", seed)
-            per_image.insert(1, "layer", layer)
-            per_image.insert(2, "network", network)
-            image_rows.append(per_image)
-            counts.insert(0, "seed", seed)
-            counts.insert(1, "layer", layer)
-            counts.insert(2, "network", network)
-            reached = rows.set_index(["epoch", "image_id"])["target_reached"] if "target_reached" in rows else None
-            if reached is not None:
-                counts["target_reached"] = [bool(reached.get((e, i), True)) for e, i in
-                                            zip(counts["epoch"], counts["image_id"])]
-            per_image_rows.append(counts.drop(columns=["fg_cells", "bg_cells"]))
-            if len(missed):
+                                "layer": layer, "network": network, **M.aggregate_images(per_image),
+                                "test_accuracy": acc, "maps_missing_target": missed})
+            for frame, into in ((per_image, image_rows), (counts, per_image_rows)):
+                into.append(pd.concat([pd.DataFrame({"seed": seed, "layer": layer, "network": network},
+                                                    index=frame.index), frame], axis=1))
+            if missed:
                 log.warning("layer %s, %s: %d selected map(s) never reached the target entropy; "
                             "they are flagged target_reached = False in per_image.csv", layer, network,
-                            len(missed))
-    for layer in dict.fromkeys(r["layer"] for r in metric_rows):
-        acc = {r["network"]: r["test_accuracy"] for r in metric_rows if r["layer"] == layer}
-        if "teacher" in acc and "baseline" in acc:
-            held = M.premise(pd.DataFrame([acc]), premise_margin)
-            if not held["premise_held"].all():
-                log.warning("PREMISE NOT HELD (seed %s): the teacher's test accuracy %.4f leads the "
-                            "baseline's %.4f by %+.4f, less than the margin %.2f "
-                            "(metrics.premise_margin); the paper's claims cannot be tested on this run",
-                            seed, acc["teacher"], acc["baseline"],
-                            held["teacher_minus_baseline"].iloc[0], premise_margin)
-    order = {"teacher": 0, "distilled_student": 1, "logit_student": 2, "baseline": 3}
+                            missed)
+    _warn_premise(metric_rows, seed, premise_margin)
     metrics = pd.DataFrame(metric_rows).sort_values(
-        ["layer", "network"], key=lambda s: s.map(order) if s.name == "network" else s,
+        ["layer", "network"], key=lambda s: s.map(_NETWORK_ORDER) if s.name == "network" else s,
         kind="stable").reset_index(drop=True)
-    students = [n for n in networks if n != "baseline"]
-    hypotheses = M.compare_hypotheses(metrics, students=students)
+    hypotheses = M.compare_hypotheses(metrics, students=[n for n in networks if n != "baseline"])
     hypotheses.insert(0, "seed", seed)
     return {"metrics": metrics, "per_image": pd.concat(per_image_rows, ignore_index=True),
             "images": pd.concat(image_rows, ignore_index=True), "hypotheses": hypotheses,
@@ -376,8 +404,10 @@ def pool_seeds(per_seed: Mapping[str, Sequence[str | Path]], *, students: Sequen
     Returns:
         The concatenated tables (``metrics`` also gets rows ``seed = "pooled"``, the mean over
         seeds), ``hypotheses`` (:func:`kdconcepts.metrics.pooled_hypotheses`), ``differences``
-        (per seed and pooled, for the figure) and ``premise`` (test accuracies per seed, the
-        teacher's lead and whether it reaches ``premise_margin``).
+        (per seed, with the per-seed Wilcoxon test, and pooled, for the figure), ``teacher``
+        (the teacher beside the students: :func:`kdconcepts.metrics.teacher_reference`) and
+        ``premise`` (test accuracies per seed, the teacher's lead and whether it reaches
+        ``premise_margin``).
     """
     out = {name: pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
            for name, paths in per_seed.items()}
@@ -392,8 +422,9 @@ def pool_seeds(per_seed: Mapping[str, Sequence[str | Path]], *, students: Sequen
     out["hypotheses"] = M.pooled_hypotheses(images, students, resamples=resamples, confidence=confidence)
     per_seed_diff = M.seed_differences(images, students, resamples=resamples, confidence=confidence)
     pooled_diff = out["hypotheses"][["layer", "student", "metric", "direction", "difference",
-                                     "ci_low", "ci_high"]].assign(seed="pooled")
+                                     "ci_low", "ci_high", "n_pairs"]].assign(seed="pooled")
     out["differences"] = pd.concat([per_seed_diff.astype({"seed": object}), pooled_diff], ignore_index=True)
+    out["teacher"] = M.teacher_reference(images, students, resamples=resamples, confidence=confidence)
     accuracy = metrics.pivot_table(index="seed", columns="network", values="test_accuracy", aggfunc="first")
     out["premise"] = M.premise(accuracy.reset_index(), premise_margin)
     return out

@@ -20,7 +20,7 @@ from kdconcepts.metrics import REPORTED  # noqa: E402
 
 __all__ = ["NETWORK_LABELS", "front_page_rst", "latex_table", "premise_sentence", "verdict_table",
            "plot_concepts_vs_distance", "plot_differences", "plot_entropy_maps", "plot_sweep",
-           "summary_markdown"]
+           "summary_markdown", "teacher_sentences"]
 
 NETWORK_LABELS = {"teacher": "Teacher", "distilled_student": "Distilled student",
                   "logit_student": "Logit student", "baseline": "Baseline"}
@@ -87,18 +87,21 @@ def premise_sentence(premise: pd.DataFrame, networks: Sequence[str]) -> tuple[st
 
 def latex_table(hypotheses: pd.DataFrame, premise: pd.DataFrame, *, dataset: str = "",
                 architecture: str = "", confidence: float = 0.95, caption: str | None = None,
-                label: str = "tab:kd-concepts") -> str:
+                label: str = "tab:kd-concepts", teacher: pd.DataFrame | None = None) -> str:
     """The paper's results table, pooled over seeds, with confidence intervals.
 
     Per layer: one row per student and one for the baseline with each metric's mean over seeds
     and its interval, the student's cells marked by the verdict on the difference ($\\surd$
     held, $\\times$ reversed, $\\circ$ not significant), and a row per student with the
     difference and its interval. Rows where the paper's direction did not hold are shown like
-    the others. The premise line (test accuracies) is part of the caption.
+    the others. The premise line (test accuracies) is part of the caption. With ``teacher``, a
+    first row per layer gives the teacher's N_fg, N_bg and lambda at the final checkpoint on the
+    same images, marked as context (no verdict; no D or rho: one checkpoint).
 
     Args:
         hypotheses: ``results/tables/hypotheses.csv`` (pooled) as a frame.
         premise: ``results/tables/premise.csv`` as a frame.
+        teacher: ``results/tables/teacher.csv`` (:func:`kdconcepts.metrics.teacher_reference`).
     """
     metrics = [m for m, _, _ in REPORTED]
     students = list(dict.fromkeys(hypotheses["student"]))
@@ -106,6 +109,16 @@ def latex_table(hypotheses: pd.DataFrame, premise: pd.DataFrame, *, dataset: str
     for layer, group in hypotheses.groupby("layer", sort=False):
         by = {(r.student, r.metric): r for r in group.itertuples()}
         model = _escape(f"{architecture} ({dataset}), {layer}")
+        if teacher is not None and len(teacher[teacher["layer"] == layer]):
+            of_teacher = teacher[teacher["layer"] == layer].drop_duplicates("metric").set_index("metric")
+            cells = {"Model": model, "Network": "Teacher (context)"}
+            for metric in metrics:
+                cells[_HEADERS[metric]] = "--" if metric not in of_teacher.index else _with_ci(
+                    *of_teacher.loc[metric, ["teacher_value", "teacher_ci_low", "teacher_ci_high"]],
+                    _DIGITS[metric])
+            cells["Acc."] = _number(premise["teacher"].mean(), 3) if "teacher" in premise else "--"
+            rows.append(cells)
+            model = ""
         for k, student in enumerate(students):
             cells = {"Model": model if k == 0 else "", "Network": NETWORK_LABELS.get(student, student)}
             for metric in metrics:
@@ -138,8 +151,11 @@ def latex_table(hypotheses: pd.DataFrame, premise: pd.DataFrame, *, dataset: str
         rf"{int(hypotheses['n_seeds'].max())} seed(s) with {level}\% hierarchical-bootstrap "
         rf"intervals (seeds, then images). Arrows: the paper's direction; on a student, "
         rf"$\surd$ = the interval of the difference excludes 0 in that direction, $\times$ = it "
-        rf"excludes 0 against it, $\circ$ = not significant. Premise: {_escape(sentence)}. "
-        rf"Made from results/tables/hypotheses.csv and premise.csv.")
+        rf"excludes 0 against it, $\circ$ = not significant."
+        + (r" The teacher's row is context (final checkpoint, same images), not a hypothesis."
+           if teacher is not None and len(teacher) else "")
+        + rf" Premise: {_escape(sentence)}. Made from results/tables/hypotheses.csv, "
+        + ("teacher.csv " if teacher is not None and len(teacher) else "") + "and premise.csv.")
     styler = frame.style.hide(axis="index")
     return styler.to_latex(hrules=True, column_format="ll" + "r" * (frame.shape[1] - 2),
                            caption=caption, label=label, position="t", position_float="centering")
@@ -173,10 +189,13 @@ def plot_concepts_vs_distance(per_image: pd.DataFrame, layer: str, *, palette: s
 
 
 def plot_differences(differences: pd.DataFrame, layer: str, *, palette: str = "colorblind",
-                     confidence: float = 0.95, ax_size: float = 2.4):
+                     confidence: float = 0.95, ax_size: float = 2.4,
+                     teacher: pd.DataFrame | None = None):
     """For each metric, the student-minus-baseline difference with its interval, per seed and
     pooled (the pooled interval from the hierarchical bootstrap). The paper's direction is
-    shaded: a pooled interval inside the shade is a held hypothesis."""
+    shaded: a pooled interval inside the shade is a held hypothesis. With ``teacher``
+    (``teacher.csv``), a dashed line on N_fg, N_bg and lambda marks the teacher-minus-baseline
+    difference: where a student that copied the teacher would sit."""
     data = differences[differences["layer"] == layer].copy()
     data["seed"] = data["seed"].astype(str)
     metrics = [m for m, _, _ in REPORTED if m in set(data["metric"])]
@@ -195,6 +214,11 @@ def plot_differences(differences: pd.DataFrame, layer: str, *, palette: str = "c
             ax.plot(x[-1:], rows["difference"].to_numpy()[-1:], "D", color=colours[student], markersize=7)
         direction = of_metric["direction"].iloc[0]
         ax.axhline(0.0, color="black", linewidth=0.8)
+        if teacher is not None:
+            ref = teacher[(teacher["layer"] == layer) & (teacher["metric"] == metric)]
+            if len(ref):
+                ax.axhline(float(ref["teacher_minus_baseline"].iloc[0]), color="grey", linestyle="--",
+                           linewidth=1.0, label="teacher - baseline")
         ylim = ax.get_ylim()
         ax.axhspan(0, ylim[1] if direction == "up" else ylim[0], color="green", alpha=0.08, linewidth=0)
         ax.set_ylim(ylim)
@@ -202,7 +226,11 @@ def plot_differences(differences: pd.DataFrame, layer: str, *, palette: str = "c
                       rotation=45, fontsize=7)
         ax.set_title(f"{METRIC_LABELS[metric]} ({'up' if direction == 'up' else 'down'})", fontsize=9)
     axes[0, 0].set_ylabel("student - baseline")
-    axes[0, -1].legend(fontsize=7, loc="best")
+    legend = {}
+    for ax in axes[0]:  # the teacher's line is on some panels only
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(label, handle)
+    axes[0, -1].legend(legend.values(), legend.keys(), fontsize=7, loc="best")
     fig.suptitle(f"Differences with {100 * confidence:g}% intervals, layer {layer} "
                  f"(shade: the paper's direction)", fontsize=10)
     fig.tight_layout()
@@ -307,9 +335,40 @@ def verdict_table(hypotheses: pd.DataFrame, confidence: float) -> pd.DataFrame:
         baseline=hypotheses["baseline_value"].map(lambda v: f"{v:.4g}"),
         difference=[f"{d:+.4g} [{lo:.4g}, {hi:.4g}]" for d, lo, hi in
                     zip(hypotheses["difference"], hypotheses["ci_low"], hypotheses["ci_high"])],
-        p=hypotheses["wilcoxon_p"].map(lambda p: "" if not np.isfinite(p) else f"{p:.3g}"),
-    )[["layer", "network", "hypothesis", "metric", "student", "baseline", "difference", "p", "verdict"]]
-    return verdicts.rename(columns={"difference": f"difference [{level} CI]", "p": "Wilcoxon p"})
+        p=hypotheses["permutation_p"].map(_p_value),
+        holm=hypotheses["holm_p"].map(_p_value),
+        pairs=[f"{n}" + (f" ({k} dropped)" if k else "") for n, k in
+               zip(hypotheses["n_pairs"], hypotheses["n_dropped"])],
+    )[["layer", "network", "hypothesis", "metric", "student", "baseline", "difference", "p", "holm",
+       "pairs", "verdict"]]
+    return verdicts.rename(columns={"difference": f"difference [{level} CI]", "p": "permutation p",
+                                    "holm": "Holm p", "pairs": "image pairs"})
+
+
+def _p_value(p: float) -> str:
+    return "" if not np.isfinite(p) else f"{p:.3g}"
+
+
+def teacher_sentences(teacher: pd.DataFrame) -> list[str]:
+    """One sentence per (layer, student, metric) of ``teacher.csv`` comparing the student (and
+    the baseline) with the teacher, e.g. "the distilled student keeps 99% of the teacher's
+    foreground concepts (23.0 of 23.1); the baseline has 26% (5.9)"."""
+    what = {"n_fg": "foreground concepts", "n_bg": "background concepts",
+            "lambda": "share of foreground concepts"}
+    out = []
+    for row in teacher.itertuples(index=False):
+        student = NETWORK_LABELS.get(row.student, row.student).lower()
+        if not np.isfinite(row.student_share):
+            out.append(f"Layer {row.layer}, {METRIC_LABELS[row.metric]}: the teacher has none "
+                       f"({row.teacher_value:.3g}); the {student} {row.student_value:.3g}, the "
+                       f"baseline {row.baseline_value:.3g}.")
+            continue
+        verb = "keeps" if row.metric == "n_fg" else "has"
+        out.append(f"Layer {row.layer}, {METRIC_LABELS[row.metric]}: the {student} {verb} "
+                   f"{100 * row.student_share:.0f}% of the teacher's {what[row.metric]} "
+                   f"({row.student_value:.3g} against {row.teacher_value:.3g}); the baseline "
+                   f"{100 * row.baseline_share:.0f}% ({row.baseline_value:.3g}).")
+    return out
 
 
 def front_page_rst(*, tree: str, hypotheses: pd.DataFrame, premise: pd.DataFrame,
@@ -364,15 +423,62 @@ def front_page_rst(*, tree: str, hypotheses: pd.DataFrame, premise: pd.DataFrame
     return "\n".join(lines)
 
 
+def _teacher_table(teacher: pd.DataFrame, confidence: float) -> pd.DataFrame:
+    return pd.DataFrame({
+        "layer": teacher["layer"],
+        "metric": teacher["metric"].map(METRIC_LABELS),
+        f"teacher [{100 * confidence:g}% CI]": [f"{v:.4g} [{lo:.4g}, {hi:.4g}]" for v, lo, hi in zip(
+            teacher["teacher_value"], teacher["teacher_ci_low"], teacher["teacher_ci_high"])],
+        "student": teacher["student"].map(lambda s: NETWORK_LABELS.get(s, s)),
+        "student value": teacher["student_value"].map(lambda v: f"{v:.4g}"),
+        "student / teacher": teacher["student_share"].map(lambda v: f"{100 * v:.0f}%" if np.isfinite(v) else ""),
+        "baseline value": teacher["baseline_value"].map(lambda v: f"{v:.4g}"),
+        "baseline / teacher": teacher["baseline_share"].map(lambda v: f"{100 * v:.0f}%" if np.isfinite(v) else ""),
+    })
+
+
+def _zero_concept_table(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Per layer and network, the images without a foreground concept at any checkpoint, summed
+    over seeds, out of the evaluated images."""
+    seeds = metrics[metrics["seed"].astype(str) != "pooled"]
+    table = seeds.groupby(["layer", "network"], sort=False, as_index=False)[
+        ["no_fg_concept_images", "n_images"]].sum().astype({"no_fg_concept_images": int, "n_images": int})
+    table["network"] = table["network"].map(lambda n: NETWORK_LABELS.get(n, n))
+    return table.rename(columns={"no_fg_concept_images": "images without a foreground concept",
+                                 "n_images": "evaluated images (all seeds)"})
+
+
+def _seed_tests(differences: pd.DataFrame) -> pd.DataFrame:
+    """The per-seed Wilcoxon p-values: one row per (layer, student, metric), one column per seed."""
+    rows = differences[(differences["seed"].astype(str) != "pooled") & differences["wilcoxon_p"].notna()]
+    wide = rows.assign(seed="seed " + rows["seed"].astype(str),
+                       metric=rows["metric"].map(METRIC_LABELS),
+                       student=rows["student"].map(lambda s: NETWORK_LABELS.get(s, s)),
+                       p=rows["wilcoxon_p"].map(_p_value))
+    order = {METRIC_LABELS[m]: k for k, (m, _, _) in enumerate(REPORTED)}
+    table = wide.pivot(index=["layer", "student", "metric"], columns="seed", values="p") \
+        .reindex(columns=sorted(set(wide["seed"]))).reset_index()
+    return table.sort_values(["layer", "student", "metric"], key=lambda c: c.map(order) if c.name == "metric" else c,
+                             kind="stable").rename_axis(columns=None)
+
+
 def summary_markdown(*, command: str, tree: str, hypotheses: pd.DataFrame, premise: pd.DataFrame,
                      selection: pd.DataFrame, work: pd.DataFrame, times: pd.DataFrame,
-                     confidence: float, config_name: str) -> str:
-    """``results/summary.md``: the premise line, the verdicts, and the time and passes spent.
+                     confidence: float, config_name: str, teacher: pd.DataFrame | None = None,
+                     metrics: pd.DataFrame | None = None, differences: pd.DataFrame | None = None,
+                     zero_concept_images: str = "keep", permutations: int | None = None) -> str:
+    """``results/summary.md``: the premise line, the verdicts, the teacher beside the student,
+    the images, and the time and passes spent.
 
     Args:
         command: the command that made it (quoted in the text).
         hypotheses, premise, selection, work: the pooled tables of the tree.
         times: one row per job (``stage``, ``seconds``, ``cpu_seconds``), from the benchmarks.
+        teacher, metrics, differences: ``teacher.csv`` (the context rows and sentences),
+            ``metrics.csv`` (images without a foreground concept) and ``differences.csv`` (the
+            per-seed Wilcoxon tests); each section is left out without its table.
+        zero_concept_images: the ``metrics.zero_concept_images`` rule the run used.
+        permutations: the permutation test's permutations (``metrics.resamples``).
     """
     students = list(dict.fromkeys(hypotheses["student"]))
     sentence, held = premise_sentence(premise, students + ["baseline"])
@@ -400,17 +506,60 @@ def summary_markdown(*, command: str, tree: str, hypotheses: pd.DataFrame, premi
         "",
         "## Verdicts",
         "",
-        f"Pooled over {seeds} seed(s): means over seeds; {level} intervals of the student-minus-"
-        f"baseline difference from a hierarchical bootstrap (seeds, then images within a seed); "
-        f"Wilcoxon signed-rank test on the per-image pairs. `held`: the interval excludes 0 in the "
-        f"paper's direction; `reversed`: it excludes 0 against it.",
+        f"Pooled over {seeds} seed(s): means over seeds of each network's metric on the image "
+        f"pairs (an image without a value for one network, such as a rho without concepts, is "
+        f"dropped from both and counted); {level} intervals of the student-minus-baseline "
+        f"difference from a hierarchical bootstrap (seeds, then images within a seed). "
+        f"`held`: the interval excludes 0 in the paper's direction; `reversed`: it excludes 0 "
+        f"against it; the verdict reads the interval alone. `permutation p`: a stratified paired "
+        f"permutation test (the two networks' labels swapped at random within image pairs, "
+        f"within seeds{f'; {permutations} permutations' if permutations else ''}) on the pooled "
+        f"difference; `Holm p`: Holm's adjustment over the six hypotheses of a row (D_var is "
+        f"D_std squared, not a seventh test).",
         "",
         _markdown_table(verdicts),
         "",
+    ]
+    if teacher is not None and len(teacher):
+        lines += [
+            "## The teacher beside the students",
+            "",
+            f"Context, not a hypothesis: the teacher's N_fg, N_bg and lambda at the final "
+            f"checkpoint on the same evaluated images (from `{tree}/tables/teacher.csv`), beside "
+            f"each student and the baseline; means over seeds, the teacher's {level} interval "
+            f"from the same hierarchical bootstrap.",
+            "",
+            _markdown_table(_teacher_table(teacher, confidence)),
+            "",
+            *[f"- {sentence}" for sentence in teacher_sentences(teacher)],
+            "",
+        ]
+    lines += [
         "## Images",
         "",
         _markdown_table(selection),
         "",
+    ]
+    if metrics is not None and "no_fg_concept_images" in metrics:
+        rule = ("kept, as the authors' argmax does: m_hat is the first checkpoint and d its "
+                "distance" if zero_concept_images == "keep" else
+                "dropped from D_mean and D_std (and from the other network of each pair)")
+        lines += [
+            f"Images with no foreground concept at any checkpoint (`metrics.zero_concept_images: "
+            f"{zero_concept_images}`: {rule}):",
+            "",
+            _markdown_table(_zero_concept_table(metrics)),
+            "",
+        ]
+    if differences is not None and "wilcoxon_p" in differences:
+        lines += [
+            "Per seed, the two-sided Wilcoxon signed-rank test on that seed's image pairs "
+            "(descriptive: each seed alone; the verdicts above come from the pooled intervals):",
+            "",
+            _markdown_table(_seed_tests(differences)),
+            "",
+        ]
+    lines += [
         "## Work and time",
         "",
         "Quantification work in single-sample passes (forward+backward of one noisy image; the "

@@ -72,7 +72,7 @@ rule metrics:
 
 
 POOLED_TABLES = ("metrics", "hypotheses", "images", "per_image", "selection", "work", "differences",
-                 "premise")
+                 "teacher", "premise")
 
 
 rule pool:

@@ -22,6 +22,7 @@ rule table:
     input:
         hypotheses="{tree}/tables/hypotheses.csv",
         premise="{tree}/tables/premise.csv",
+        teacher="{tree}/tables/teacher.csv",
     output:
         "{tree}/tables/table.tex",
     params:
@@ -97,6 +98,7 @@ rule figure_concepts_vs_distance:
 rule figure_differences:
     input:
         differences="{tree}/tables/differences.csv",
+        teacher="{tree}/tables/teacher.csv",
     output:
         report(
             "{tree}/figures/{layer}/differences.%s" % FIG_EXT,
@@ -121,11 +123,16 @@ rule summary:
         premise="{tree}/tables/premise.csv",
         selection="{tree}/tables/selection.csv",
         work="{tree}/tables/work.csv",
+        teacher="{tree}/tables/teacher.csv",
+        metrics="{tree}/tables/metrics.csv",
+        differences="{tree}/tables/differences.csv",
         table="{tree}/tables/table.tex",
     output:
         "{tree}/summary.md",
     params:
         confidence=config["metrics"]["confidence"],
+        zero_concept_images=config["metrics"]["zero_concept_images"],
+        permutations=config["metrics"]["resamples"],
         benchmarks=lambda w: f"logs/benchmarks/{w.tree}",
         data_benchmarks="logs/benchmarks/data",
         config_files=[os.path.relpath(f, workflow.basedir) for f in workflow.configfiles],

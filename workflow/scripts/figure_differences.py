@@ -11,6 +11,7 @@ s = smk.params.settings
 with job_logging(smk.log[0]):
     sns.set_theme(style="whitegrid", context="paper")
     fig = plot_differences(pd.read_csv(smk.input.differences), smk.wildcards.layer,
-                           palette=s["palette"], confidence=smk.params.confidence)
+                           palette=s["palette"], confidence=smk.params.confidence,
+                           teacher=pd.read_csv(smk.input.teacher))
     with atomic_path(smk.output[0]) as tmp:
         fig.savefig(tmp, dpi=s["dpi"], format=s["figure_format"])

@@ -16,7 +16,8 @@ with job_logging(smk.log[0]):
         networks=s["networks"], epochs=s["checkpoints"], grid=s["grid"], b=s["metrics"]["b"],
         effective=s["metrics"]["effective"], late_fraction=s["metrics"]["late_fraction"],
         selection=s["metrics"]["selection"], chosen=paths["chosen"], dataset=s["dataset"],
-        architecture=s["architecture"], seed=seed, premise_margin=s["metrics"]["premise_margin"])
+        architecture=s["architecture"], seed=seed, premise_margin=s["metrics"]["premise_margin"],
+        zero_concept_images=s["metrics"]["zero_concept_images"])
     frames["work"] = work_table(tables, [tuple(row) for row in paths["verdicts"]], seed=seed)
     for name, frame in frames.items():
         with atomic_path(getattr(smk.output, name)) as tmp:

@@ -34,7 +34,9 @@ with job_logging(smk.log[0]):
         hypotheses=pd.read_csv(smk.input.hypotheses), premise=pd.read_csv(smk.input.premise),
         selection=pd.read_csv(smk.input.selection), work=pd.read_csv(smk.input.work),
         times=_times(smk.params.benchmarks, smk.params.data_benchmarks),
-        confidence=smk.params.confidence,
+        confidence=smk.params.confidence, teacher=pd.read_csv(smk.input.teacher),
+        metrics=pd.read_csv(smk.input.metrics), differences=pd.read_csv(smk.input.differences),
+        zero_concept_images=smk.params.zero_concept_images, permutations=smk.params.permutations,
         config_name="config/config.yaml" + "".join(f", overridden by {f}" for f in extra))
     with atomic_path(smk.output[0]) as tmp:
         tmp.write_text(text, encoding="utf-8")

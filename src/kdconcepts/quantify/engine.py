@@ -453,88 +453,110 @@ def _refuse_non_finite(images: torch.Tensor, keys: Sequence[Any]) -> None:
                          "fix or leave out those images")
 
 
+@dataclasses.dataclass
+class _Walk:
+    """The state of every image's optimisation of sigma: the current sigma, its lambda, the
+    recorded snapshots and mean entropies (the trace), who still updates, and the work done."""
+
+    sigma: torch.Tensor        # (n, G, G), on the device
+    lam: torch.Tensor          # (n,) float64: lambda, boosted after step boost_after
+    snapshots: torch.Tensor    # (n, steps, G, G): the clamped sigma recorded at each step
+    trace: torch.Tensor        # (n, steps) float64: mean entropy of each snapshot
+    running: torch.Tensor      # (n,) bool: still updated
+    boosted: torch.Tensor      # (n,) bool
+    passes: torch.Tensor       # (n,) int64: updates (forward+backward of K samples)
+    last_step: torch.Tensor    # (n,) int64: last recorded step
+
+    @classmethod
+    def start(cls, usable: torch.Tensor, cfg: SigmaConfig, device: torch.device) -> _Walk:
+        n, grid = usable.shape[0], cfg.grid
+        return cls(sigma=torch.full((n, grid, grid), cfg.sigma_init, device=device),
+                   lam=torch.full((n,), float(cfg.lam), dtype=torch.float64),
+                   snapshots=torch.full((n, cfg.steps, grid, grid), math.nan, device=device),
+                   trace=torch.full((n, cfg.steps), math.nan, dtype=torch.float64),
+                   running=usable.clone(), boosted=torch.zeros(n, dtype=torch.bool),
+                   passes=torch.zeros(n, dtype=torch.int64),
+                   last_step=torch.full((n,), -1, dtype=torch.int64))
+
+    def record(self, t: int, active: list[int], cfg: SigmaConfig) -> None:
+        """Clamp, then record the snapshot and its mean entropy, as the authors' NoiseLayer
+        does (in-place clamp of sigma.data, then sigma.detach() recorded)."""
+        idx = torch.tensor(active, device=self.sigma.device)
+        self.sigma[idx] = self.sigma[idx].clamp(cfg.sigma_min, cfg.sigma_max)
+        self.snapshots[idx, t] = self.sigma[idx]
+        mean_log = torch.log(self.sigma[idx]).mean(dim=(1, 2))
+        self.trace[active, t] = (mean_log + cfg.entropy_offset).double().cpu()
+        self.last_step[active] = t
+
+    def to_update(self, t: int, active: list[int], cfg: SigmaConfig) -> list[int]:
+        """The images whose update at step t matters (a later snapshot will be recorded)."""
+        if t == cfg.steps - 1:
+            return []
+        if t == cfg.boost_after - 1:  # the authors stop an image that passed the target by now
+            exceeded = (self.trace[active, : t + 1] > cfg.target_entropy).any(dim=1)
+            self.running[torch.tensor(active)[exceeded]] = False
+        if cfg.stop == "settled":
+            self.running[_settled(self.trace[active, : t + 1], cfg, torch.tensor(active))] = False
+        return self.running.nonzero().flatten().tolist()
+
+    def step(self, t: int, update: list[int], grad: torch.Tensor, cfg: SigmaConfig) -> None:
+        """One gradient step of L = MSE / sigma_f - lambda * mean_i log sigma_i on ``update``."""
+        grid = cfg.grid
+        self.passes[update] += 1
+        # d/dsigma of -lambda * mean_i log sigma_i (the entropy offset has no gradient).
+        lam_dev = self.lam[update].to(device=self.sigma.device, dtype=torch.float32)
+        upd = torch.tensor(update, device=self.sigma.device)
+        grad = grad - lam_dev[:, None, None] / (grid * grid * self.sigma[upd])
+        self.sigma[upd] = self.sigma[upd] - cfg.lr * grad
+        if t == cfg.boost_after - 1:
+            # The boost applies from the next update on (the authors multiply lambda after
+            # this step's optimizer.step()).
+            self.lam[update] *= cfg.boost_factor
+            self.boosted[update] = True
+
+
 def _optimise(engine: _Engine, x: torch.Tensor, cfg: SigmaConfig,
               generators: list[torch.Generator], progress: bool,
               progress_desc: str | None) -> SigmaResult:
+    """sigma_f, then the authors' loop over steps (record, decide who updates, update), then
+    the selection of each image's step (:func:`_select`)."""
     device, n_images = x.device, x.shape[0]
     channels, height, width = x.shape[1:]
-    grid, samples = cfg.grid, cfg.samples
-    cell_h, cell_w = height // grid, width // grid
 
     def draw(b: int) -> torch.Tensor:
-        return torch.randn((samples, channels, height, width), generator=generators[b],
+        return torch.randn((cfg.samples, channels, height, width), generator=generators[b],
                            device=device, dtype=torch.float32)
 
-    # f(x), the unperturbed feature of every image.
-    clean = engine.clean_features(x)
-    feature_size = clean.shape[1]
-
+    clean = engine.clean_features(x)  # f(x), the unperturbed feature of every image
     bar = tqdm(total=n_images * cfg.boost_after, unit="img-step", desc=progress_desc,
                disable=not progress, file=sys.stderr, dynamic_ncols=True)
-
     sigma_f = _sigma_f(engine, x, clean, cfg, draw)
     usable = torch.isfinite(sigma_f) & (sigma_f > 0)
     bar.update(n_images)
     bar.total = n_images + int(usable.sum()) * (cfg.boost_after - 1)
     bar.refresh()
-
     # 1 / (K * D * sigma_f): turns the per-row sum of squares into the MSE / sigma_f term.
-    row_weight = torch.where(usable, 1.0 / (samples * feature_size * sigma_f),
+    row_weight = torch.where(usable, 1.0 / (cfg.samples * clean.shape[1] * sigma_f),
                              torch.zeros_like(sigma_f)).to(device=device, dtype=torch.float32)
-    sigma = torch.full((n_images, grid, grid), cfg.sigma_init, device=device)
-    lam = torch.full((n_images,), float(cfg.lam), dtype=torch.float64)
-    snapshots = torch.full((n_images, cfg.steps, grid, grid), math.nan, device=device)
-    trace = torch.full((n_images, cfg.steps), math.nan, dtype=torch.float64)
-    running = usable.clone()
-    boosted = torch.zeros(n_images, dtype=torch.bool)
-    passes = torch.zeros(n_images, dtype=torch.int64)
-    last_step = torch.full((n_images,), -1, dtype=torch.int64)
-
+    walk = _Walk.start(usable, cfg, device)
     for t in range(cfg.steps):
-        active = running.nonzero().flatten().tolist()
+        active = walk.running.nonzero().flatten().tolist()
         if not active:
             break
-        idx = torch.tensor(active, device=device)
-        # Clamp before the forward; the clamped value is the snapshot, as in the authors'
-        # NoiseLayer (in-place clamp of sigma.data, then sigma.detach() recorded).
-        sigma[idx] = sigma[idx].clamp(cfg.sigma_min, cfg.sigma_max)
-        snapshots[idx, t] = sigma[idx]
-        mean_log = torch.log(sigma[idx]).mean(dim=(1, 2))
-        trace[active, t] = (mean_log + cfg.entropy_offset).double().cpu()
-        last_step[active] = t
-
-        # Which images need this step's update: an update only matters if a later
-        # snapshot will be recorded.
-        if t == cfg.steps - 1:
-            break
-        if t == cfg.boost_after - 1:
-            exceeded = (trace[active, : t + 1] > cfg.target_entropy).any(dim=1)
-            stop = torch.tensor(active)[exceeded]
-            running[stop] = False
-        if cfg.stop == "settled":
-            running[_settled(trace[active, : t + 1], cfg, torch.tensor(active))] = False
-        update = running.nonzero().flatten().tolist()
+        walk.record(t, active, cfg)
+        update = walk.to_update(t, active, cfg)
         if not update:
             break
-        grad = _feature_gradient(engine, x, sigma, clean, row_weight, update, draw,
-                                 samples, cell_h, cell_w)
-        passes[update] += 1
-        # d/dsigma of -lambda * mean_i log sigma_i (entropy offset has no gradient).
-        lam_dev = lam[update].to(device=device, dtype=torch.float32)
-        upd = torch.tensor(update, device=device)
-        grad = grad - lam_dev[:, None, None] / (grid * grid * sigma[upd])
-        sigma[upd] = sigma[upd] - cfg.lr * grad
+        grad = _feature_gradient(engine, x, walk.sigma, clean, row_weight, update, draw,
+                                 cfg.samples, height // cfg.grid, width // cfg.grid)
+        walk.step(t, update, grad, cfg)
         if t == cfg.boost_after - 1:
-            # The boost applies from the next update on (the authors multiply lambda
-            # after this step's optimizer.step()).
-            lam[update] *= cfg.boost_factor
-            boosted[update] = True
             bar.total += len(update) * (cfg.steps - cfg.boost_after)
             bar.refresh()
         bar.update(len(update))
     bar.close()
-
-    return _select(cfg, snapshots.cpu(), trace, usable, last_step, sigma_f, boosted, passes)
+    return _select(cfg, walk.snapshots.cpu(), walk.trace, usable, walk.last_step, sigma_f,
+                   walk.boosted, walk.passes)
 
 
 def _sigma_f(engine: _Engine, x: torch.Tensor, clean: torch.Tensor, cfg: SigmaConfig,

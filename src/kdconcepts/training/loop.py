@@ -369,6 +369,139 @@ def _set_mode(model: nn.Module, frozen: Sequence[nn.Module]) -> None:
         module.eval()  # frozen layers: BatchNorm statistics and dropout fixed too
 
 
+def _resume(job: Job, phase: str, model: nn.Module, optimizer: torch.optim.Optimizer,
+            plateau, scaler, tracker: WeightDistance | None, checkpoint_epochs: Sequence[int]) -> int:
+    """The first epoch to train: the resume state's when it is in this phase (restored), else 0
+    (and the epoch-0 checkpoint and distances written)."""
+    start = 0
+    if job.resume is not None and job.resume["phase"] == phase:
+        model.load_state_dict(job.resume["model"])
+        optimizer.load_state_dict(job.resume["optimizer"])
+        if plateau is not None:
+            plateau.load_state_dict(job.resume["scheduler"])
+        if scaler is not None and job.resume["scaler"] is not None:
+            scaler.load_state_dict(job.resume["scaler"])
+        if tracker is not None:
+            tracker.load_state_dict(job.resume["tracker"])
+        start = int(job.resume["epoch"])
+        job.resume = None
+    elif tracker is not None and 0 in checkpoint_epochs:
+        job.checkpoint(job.out_dir / checkpoint_name(0), model, 0, tracker.distance())
+    if tracker is not None and start == 0:
+        job.distance_rows += [{"layer": k, "epoch": 0, "step": 0, "weight_distance": v}
+                              for k, v in tracker.distance().items()]
+    return start
+
+
+def _step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler,
+          tracker: WeightDistance | None) -> None:
+    """Backward and one optimiser step (through the fp16 scaler if any); the tracker sees the
+    weights before and after."""
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+    else:
+        loss.backward()
+    if tracker is not None:
+        tracker.before_step()
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    if tracker is not None:
+        tracker.after_step()
+
+
+@dataclass
+class _Epoch:
+    """What one epoch's batches add up to: loss sums per term (on the device), correct
+    predictions, images seen, and whether the regime gives logits."""
+
+    totals: dict[str, torch.Tensor] = field(default_factory=dict)
+    correct: Any = 0
+    seen: int = 0
+    has_logits: bool = False
+
+    def add(self, named: dict[str, torch.Tensor], logits, y: torch.Tensor, batch: int) -> None:
+        self.seen += batch
+        # Sums stay on the device; the host reads them only for the bar and at epoch end.
+        for key, value in named.items():
+            self.totals[key] = self.totals.get(key, 0.0) + value.detach().double() * batch
+        if logits is not None:
+            self.has_logits = True
+            self.correct = self.correct + (logits.argmax(1) == y).sum()
+
+    def postfix(self, started: float) -> dict[str, str]:
+        out = {k: f"{float(v) / self.seen:.4f}" for k, v in self.totals.items()}
+        if self.has_logits:
+            out["acc"] = f"{int(self.correct) / self.seen:.3f}"
+        out["img/s"] = f"{self.seen / max(time.perf_counter() - started, 1e-9):.0f}"
+        return out
+
+
+def _train_epoch(job: Job, phase: str, epoch: int, epochs: int, *, model: nn.Module, data: Data,
+                 optimizer: torch.optim.Optimizer, losses, augment: Augment, batch_size: int,
+                 scaler, tracker: WeightDistance | None, frozen: Sequence[nn.Module]) -> _Epoch:
+    """One pass over ``data`` in the epoch's seeded order, with its augmentation draws."""
+    n = len(data.images)
+    epoch_seed = derived_seed(job.options.seed, job.role, job.layer, phase, epoch)
+    torch.manual_seed(epoch_seed)  # dropout masks
+    generator = torch.Generator().manual_seed(epoch_seed)
+    order = torch.randperm(n, generator=generator)
+    draws = augment.draw(n, generator)
+    _set_mode(model, frozen)
+    sums = _Epoch()
+    started = time.perf_counter()
+    bar = tqdm(range(0, n, batch_size), desc=f"{job.role} {phase} {epoch + 1}/{epochs}",
+               disable=not job.options.progress, leave=False, dynamic_ncols=True,
+               mininterval=0.1 if sys.stderr.isatty() else 5.0)  # few lines in a log file
+    for step, begin in enumerate(bar):
+        index = order[begin:begin + batch_size]
+        x, y = job.to_device(data.images[index]), data.labels[index].to(job.device)
+        x = augment.apply(x, draws, index)
+        with job.autocast():
+            named, logits = losses(x, y, index)
+            loss = sum(named.values())
+        _step(loss, optimizer, scaler, tracker)
+        sums.add(named, logits, y, len(index))
+        if job.options.progress and (step % 10 == 0 or begin + batch_size >= n):
+            bar.set_postfix(sums.postfix(started), refresh=False)
+    bar.close()
+    return sums
+
+
+def _end_epoch(job: Job, phase: str, epoch: int, lr: float, sums: _Epoch, started: float, *,
+               model: nn.Module, optimizer: torch.optim.Optimizer, plateau, scaler,
+               tracker: WeightDistance | None, checkpoint_epochs: Sequence[int]) -> None:
+    """The epoch's record and log line, the plateau step, the distances and checkpoint, the
+    resume state, and the barrier that lets a test stop the job between epochs."""
+    means = {k: float(v) / sums.seen for k, v in sums.totals.items()}  # waits for the device
+    seconds = time.perf_counter() - started
+    if not all(math.isfinite(v) for v in means.values()):
+        raise FloatingPointError(f"{job.role} {phase} epoch {epoch + 1}: loss is not finite ({means})")
+    record = {"role": job.role, "layer": job.layer, "phase": phase, "epoch": epoch + 1, "lr": lr,
+              **means, "seconds": round(seconds, 4), "images_per_s": round(sums.seen / seconds, 2)}
+    if sums.has_logits:
+        record["train_accuracy"] = int(sums.correct) / sums.seen
+    if plateau is not None:
+        plateau.step(sum(means.values()))
+    if tracker is not None:
+        distance = tracker.distance()
+        record["weight_distance"] = distance
+        job.distance_rows += [{"layer": k, "epoch": epoch + 1, "step": tracker.steps, "weight_distance": v}
+                              for k, v in distance.items()]
+        if epoch + 1 in checkpoint_epochs:
+            job.checkpoint(job.out_dir / checkpoint_name(epoch + 1), model, epoch + 1, distance)
+    job.records.append(record)
+    log.info("%s", json.dumps(record))
+    job.write_logs(in_progress=True)
+    job.save_resume(phase, epoch + 1, model, optimizer, plateau, tracker, scaler)
+    if job.on_epoch_end is not None:
+        job.on_epoch_end(phase, epoch + 1)
+    epoch_barrier(f"{job.out_dir}\t{job.role} {phase} {epoch + 1}")
+
+
 def run_phase(
     job: Job,
     *,
@@ -397,102 +530,20 @@ def run_phase(
     epochs = schedule.epochs if schedule is not None else epochs
     batch_size = schedule.batch_size if schedule is not None else batch_size
     scaler = torch.amp.GradScaler("cuda") if job.device.type == "cuda" and job.options.precision == "fp16" else None
-    start = 0
-    if job.resume is not None and job.resume["phase"] == phase:
-        model.load_state_dict(job.resume["model"])
-        optimizer.load_state_dict(job.resume["optimizer"])
-        if plateau is not None:
-            plateau.load_state_dict(job.resume["scheduler"])
-        if scaler is not None and job.resume["scaler"] is not None:
-            scaler.load_state_dict(job.resume["scaler"])
-        if tracker is not None:
-            tracker.load_state_dict(job.resume["tracker"])
-        start = int(job.resume["epoch"])
-        job.resume = None
-    elif tracker is not None and 0 in checkpoint_epochs:
-        job.checkpoint(job.out_dir / checkpoint_name(0), model, 0, tracker.distance())
-    if tracker is not None and start == 0:
-        job.distance_rows += [{"layer": k, "epoch": 0, "step": 0, "weight_distance": v}
-                              for k, v in tracker.distance().items()]
-    n = len(data.images)
+    start = _resume(job, phase, model, optimizer, plateau, scaler, tracker, checkpoint_epochs)
     for epoch in range(start, epochs):
         if schedule is not None:
             lr = log_linear_lr(epoch, epochs, schedule.lr_start, schedule.lr_end)
             for group in optimizer.param_groups:
                 group["lr"] = lr
         lr = optimizer.param_groups[0]["lr"]
-        epoch_seed = derived_seed(job.options.seed, job.role, job.layer, phase, epoch)
-        torch.manual_seed(epoch_seed)  # dropout masks
-        generator = torch.Generator().manual_seed(epoch_seed)
-        order = torch.randperm(n, generator=generator)
-        draws = augment.draw(n, generator)
-        _set_mode(model, frozen)
-        totals: dict[str, torch.Tensor] = {}
-        correct, seen = 0, 0
         started = time.perf_counter()
-        bar = tqdm(range(0, n, batch_size), desc=f"{job.role} {phase} {epoch + 1}/{epochs}",
-                   disable=not job.options.progress, leave=False, dynamic_ncols=True,
-                   mininterval=0.1 if sys.stderr.isatty() else 5.0)  # few lines in a log file
-        for step, begin in enumerate(bar):
-            index = order[begin:begin + batch_size]
-            x, y = job.to_device(data.images[index]), data.labels[index].to(job.device)
-            x = augment.apply(x, draws, index)
-            with job.autocast():
-                named, logits = losses(x, y, index)
-                loss = sum(named.values())
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-            else:
-                loss.backward()
-            if tracker is not None:
-                tracker.before_step()
-            if scaler is not None:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
-            if tracker is not None:
-                tracker.after_step()
-            batch = len(index)
-            seen += batch
-            # Sums stay on the device; the host reads them only for the bar and at epoch end.
-            for key, value in named.items():
-                totals[key] = totals.get(key, 0.0) + value.detach().double() * batch
-            if logits is not None:
-                correct = correct + (logits.argmax(1) == y).sum()
-            if job.options.progress and (step % 10 == 0 or begin + batch_size >= n):
-                elapsed = time.perf_counter() - started
-                postfix = {k: f"{float(v) / seen:.4f}" for k, v in totals.items()}
-                if logits is not None:
-                    postfix["acc"] = f"{int(correct) / seen:.3f}"
-                postfix["img/s"] = f"{seen / max(elapsed, 1e-9):.0f}"
-                bar.set_postfix(postfix, refresh=False)
-        bar.close()
-        means = {k: float(v) / seen for k, v in totals.items()}  # waits for the device
-        seconds = time.perf_counter() - started
-        if not all(math.isfinite(v) for v in means.values()):
-            raise FloatingPointError(f"{job.role} {phase} epoch {epoch + 1}: loss is not finite ({means})")
-        record = {"role": job.role, "layer": job.layer, "phase": phase, "epoch": epoch + 1, "lr": lr,
-                  **means, "seconds": round(seconds, 4), "images_per_s": round(seen / seconds, 2)}
-        if logits is not None:
-            record["train_accuracy"] = int(correct) / seen
-        if plateau is not None:
-            plateau.step(sum(means.values()))
-        if tracker is not None:
-            distance = tracker.distance()
-            record["weight_distance"] = distance
-            job.distance_rows += [{"layer": k, "epoch": epoch + 1, "step": tracker.steps, "weight_distance": v}
-                                  for k, v in distance.items()]
-            if epoch + 1 in checkpoint_epochs:
-                job.checkpoint(job.out_dir / checkpoint_name(epoch + 1), model, epoch + 1, distance)
-        job.records.append(record)
-        log.info("%s", json.dumps(record))
-        job.write_logs(in_progress=True)
-        job.save_resume(phase, epoch + 1, model, optimizer, plateau, tracker, scaler)
-        if job.on_epoch_end is not None:
-            job.on_epoch_end(phase, epoch + 1)
-        epoch_barrier(f"{job.out_dir}\t{job.role} {phase} {epoch + 1}")
+        sums = _train_epoch(job, phase, epoch, epochs, model=model, data=data, optimizer=optimizer,
+                            losses=losses, augment=augment, batch_size=batch_size, scaler=scaler,
+                            tracker=tracker, frozen=frozen)
+        _end_epoch(job, phase, epoch, lr, sums, started, model=model,
+                   optimizer=optimizer, plateau=plateau, scaler=scaler, tracker=tracker,
+                   checkpoint_epochs=checkpoint_epochs)
 
 
 @torch.no_grad()
