@@ -31,7 +31,7 @@ def _private_torch_hub(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)
 def test_every_architecture_has_the_three_taps_and_no_inplace_activation(arch):
-    model = build_model(arch, num_classes=5, image_size=32 if arch == "small_vgg" else 224)
+    model = build_model(arch, num_classes=5, image_size=32 if arch.startswith("small_") else 224)
     modules = dict(model.named_modules())
     taps = {alias: resolve_layer(arch, alias) for alias in ("conv", "fc1", "fc2")}
     assert len(set(taps.values())) == 3
@@ -62,6 +62,26 @@ def test_small_vgg_taps_are_pre_relu_and_shaped_like_the_spec():
     convs = [m for m in model.features if isinstance(m, nn.Conv2d)]
     assert [c.out_channels for c in convs] == [32, 32, 64, 64, 128]
     assert sum(isinstance(m, nn.BatchNorm2d) for m in model.features) == 5
+
+
+def test_small_resnet_is_a_resnet_with_the_paper_taps():
+    from torchvision.models.resnet import BasicBlock
+
+    torch.manual_seed(0)
+    model = build_model("small_resnet", num_classes=8, image_size=32).eval()
+    # Residual blocks (torchvision's), then the paper's two extra conv3x3+BN+ReLU blocks; the
+    # conv tap is the second extra block's BatchNorm, as for the paper's ResNets.
+    assert [type(model.get_submodule(f"layer{k}")) for k in (1, 2, 3)] == [BasicBlock] * 3
+    assert resolve_layer("small_resnet", "conv") == "extra.4" == resolve_layer("resnet50", "conv")
+    assert analysed_weight(model, "small_resnet", "conv") is model.extra[3].weight
+    extractor = create_feature_extractor(model, {resolve_layer("small_resnet", a): a for a in ("conv", "fc1", "fc2")})
+    out = extractor(torch.randn(3, 3, 32, 32))
+    assert out["conv"].shape == (3, 128, 8, 8)  # the same tap shape as the small VGG's
+    assert out["fc1"].shape == (3, 256) and out["fc2"].shape == (3, 256)
+    assert all((value < 0).any() for value in out.values())  # pre-ReLU
+    assert model(torch.randn(2, 3, 64, 64)).shape == (2, 8)  # global pooling: any size
+    with pytest.raises(ValueError, match="no ImageNet weights"):
+        imagenet_weights_path("small_resnet")
 
 
 def test_small_vgg_head_follows_image_size():
@@ -179,6 +199,6 @@ def test_imagenet_weights_load_by_name_except_the_output_layer(tmp_path):
 
 
 def test_registry_lists_the_paper_networks():
-    assert set(ARCHITECTURES) == {"small_vgg", "alexnet", "vgg11", "vgg16", "vgg19", "resnet50", "resnet101",
+    assert set(ARCHITECTURES) == {"small_vgg", "small_resnet", "alexnet", "vgg11", "vgg16", "vgg19", "resnet50", "resnet101",
                                   "resnet152"}
     assert models.LAYER_ALIASES == ("conv", "fc1", "fc2")

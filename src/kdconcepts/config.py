@@ -241,8 +241,8 @@ def config_problems(config: dict[str, Any], schema: dict, *, workdir: str | Path
     dataset = config["dataset"]
     if teacher["init"] == "pretrain" and not dataset["pretrain_root"]:
         problems.append("teacher.init = 'pretrain' needs dataset.pretrain_root")
-    if teacher["init"] == "imagenet" and arch == "small_vgg":
-        problems.append("teacher.init = 'imagenet' but architecture = 'small_vgg' has no ImageNet "
+    if teacher["init"] == "imagenet" and arch.startswith("small_"):
+        problems.append(f"teacher.init = 'imagenet' but architecture = {arch!r} has no ImageNet "
                         "weights; use teacher.init = 'pretrain' (or 'none')")
     if teacher["init"] != "imagenet" and teacher["weights"]:
         problems.append(f"teacher.weights is set but teacher.init = {teacher['init']!r} does not use it")

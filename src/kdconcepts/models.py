@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 
 ARCHITECTURES = (
     "small_vgg",
+    "small_resnet",
     "alexnet",
     "vgg11",
     "vgg16",
@@ -67,6 +68,7 @@ LAYER_ALIASES = ("conv", "fc1", "fc2")
 _SMALL_VGG_CHANNELS = (32, 32, "M", 64, 64, "M", 128, "M")
 _SMALL_VGG_HIDDEN = 256
 _HEAD_DROPOUT = 0.5  # torchvision VGG/AlexNet value; also used for the small net and ResNet head
+_SMALL_RESNET_STAGES = ((32, 1), (64, 2), (128, 2))  # (channels, stride) of one BasicBlock each
 _RESNET_EXTRA_CHANNELS = 512
 _RESNET_HIDDEN = 1024
 
@@ -101,6 +103,50 @@ class SmallVGG(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.avgpool(self.features(x))
+        return self.classifier(torch.flatten(x, 1))
+
+
+class SmallResNet(nn.Module):
+    """The default's second architecture: a small ResNet built like the paper's ResNets (SPEC
+    section 1), sized for 32 px on a CPU.
+
+    ``stem`` (conv3x3 3->32, BN, ReLU), ``layer1``..``layer3`` (one torchvision ``BasicBlock``
+    each: 32, 64 with stride 2, 128 with stride 2), the paper's two extra conv3x3+BN+ReLU blocks
+    (``extra``, 128 channels), global average pooling, and the 3-layer FC head
+    (``classifier``, hidden 256 like the small VGG). So its ``conv``, ``fc1`` and ``fc2`` taps
+    sit where a paper ResNet's do: ``conv`` is the second extra block's BatchNorm output.
+    """
+
+    def __init__(self, num_classes: int, image_size: int):
+        super().__init__()
+        from torchvision.models.resnet import BasicBlock
+
+        width = _SMALL_RESNET_STAGES[0][0]
+        self.stem = nn.Sequential(nn.Conv2d(3, width, kernel_size=3, padding=1, bias=False),
+                                  nn.BatchNorm2d(width), nn.ReLU(inplace=False))
+        in_channels = width
+        for k, (channels, stride) in enumerate(_SMALL_RESNET_STAGES, start=1):
+            downsample = None
+            if stride != 1 or in_channels != channels:
+                downsample = nn.Sequential(
+                    nn.Conv2d(in_channels, channels, kernel_size=1, stride=stride, bias=False),
+                    nn.BatchNorm2d(channels))
+            setattr(self, f"layer{k}", BasicBlock(in_channels, channels, stride, downsample))
+            in_channels = channels
+        self.extra = nn.Sequential(
+            nn.Conv2d(in_channels, in_channels, kernel_size=3, padding=1, bias=False),
+            nn.BatchNorm2d(in_channels),
+            nn.ReLU(inplace=False),
+            nn.Conv2d(in_channels, in_channels, kernel_size=3, padding=1, bias=False),
+            nn.BatchNorm2d(in_channels),
+            nn.ReLU(inplace=False),
+        )
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.classifier = _fc_head(in_channels, _SMALL_VGG_HIDDEN, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.layer3(self.layer2(self.layer1(self.stem(x))))
+        x = self.avgpool(self.extra(x))
         return self.classifier(torch.flatten(x, 1))
 
 
@@ -183,6 +229,8 @@ def build_model(arch: str, num_classes: int, image_size: int = 224) -> nn.Module
         raise ValueError(f"image_size must be an int >= 8, got {image_size!r}")
     if arch == "small_vgg":
         return SmallVGG(num_classes, image_size)
+    if arch == "small_resnet":
+        return _no_inplace(SmallResNet(num_classes, image_size))
     if arch.startswith("resnet"):
         return _no_inplace(ResNetWithHead(torchvision.models.get_model(arch, weights=None), num_classes))
     # alexnet, vgg*: torchvision definitions, last classifier layer resized to C.
@@ -194,7 +242,7 @@ def _meta_model(arch: str, image_size: int | None = None) -> nn.Module:
     """The architecture on the meta device: structure and shapes, no memory, no init cost."""
     with torch.device("meta"):
         return build_model(arch, num_classes=2,
-                           image_size=image_size or (32 if arch == "small_vgg" else 224))
+                           image_size=image_size or (32 if arch.startswith("small_") else 224))
 
 
 def check_input_size(arch: str, image_size: int) -> str | None:
@@ -225,7 +273,7 @@ def _node_names(arch: str) -> tuple[str, ...]:
 def _alias_table(arch: str) -> dict[str, str]:
     """Alias -> node name, from the module structure (no hand-written index per net)."""
     model = _meta_model(arch)
-    if arch.startswith("resnet"):
+    if hasattr(model, "extra"):  # ResNets: the paper's extra blocks after the trunk
         conv_block = model.extra
         conv_prefix = "extra"
     else:
@@ -353,8 +401,8 @@ def imagenet_weights_path(arch: str) -> Path:
     """Where torchvision's ImageNet state dict for ``arch`` is expected in the local torch cache
     (``$TORCH_HOME/hub/checkpoints/<file>``, the file name of torchvision's DEFAULT weights)."""
     _check_arch(arch)
-    if arch == "small_vgg":
-        raise ValueError("small_vgg has no ImageNet weights: use teacher.init=pretrain")
+    if arch.startswith("small_"):
+        raise ValueError(f"{arch} has no ImageNet weights: use teacher.init=pretrain")
     url = torchvision.models.get_model_weights(arch).DEFAULT.url
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
 
