@@ -129,8 +129,22 @@ def test_smoke_pipeline_end_to_end(smoke, tmp_path):
     assert (work.loc[work["network"] != "sigma_f check", "sample_passes"] > 0).all()
     assert {"teacher", "distilled_student", "baseline", "sigma_f check"} == set(work["network"])
 
+    # Paired statistics: the permutation p and Holm's adjustment beside the interval; pairs
+    # undefined for one network are dropped from both and counted; Wilcoxon per seed only.
+    assert {"permutation_p", "holm_p", "n_pairs", "n_dropped"} <= set(pooled) and "wilcoxon_p" not in pooled
+    assert (pooled["holm_p"].dropna() >= pooled.loc[pooled["holm_p"].notna(), "permutation_p"]).all()
+    assert (pooled["n_pairs"] + pooled["n_dropped"] == 8).all()  # 2 seeds x 4 evaluated images
+    differences = pd.read_csv(results / "tables/differences.csv")
+    assert differences.loc[differences["seed"] != "pooled", "wilcoxon_p"].notna().any()
+    # The teacher beside the students: context rows, the table's row, the summary's sentences.
+    teacher = pd.read_csv(results / "tables/teacher.csv")
+    assert list(teacher["metric"]) == ["n_fg", "n_bg", "lambda"] and "verdict" not in teacher
+    assert "## The teacher beside the students" in summary and "of the teacher's foreground concepts" in summary
+    assert "images without a foreground concept" in summary and "zero_concept_images: keep" in summary
+
     tex = (results / "tables/table.tex").read_text()
     assert "Distilled student" in tex and "toprule" in tex and "Premise" in tex
+    assert "Teacher (context)" in tex
     for fig in ("entropy_maps", "concepts_vs_distance", "differences"):
         assert (results / f"figures/conv/{fig}.png").stat().st_size > 5000
     for log in ("logs/results/seed_0/metrics.log", "logs/benchmarks/results/seed_0/metrics.tsv"):

@@ -133,14 +133,7 @@ class SmallResNet(nn.Module):
                     nn.BatchNorm2d(channels))
             setattr(self, f"layer{k}", BasicBlock(in_channels, channels, stride, downsample))
             in_channels = channels
-        self.extra = nn.Sequential(
-            nn.Conv2d(in_channels, in_channels, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(in_channels),
-            nn.ReLU(inplace=False),
-            nn.Conv2d(in_channels, in_channels, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(in_channels),
-            nn.ReLU(inplace=False),
-        )
+        self.extra = _extra_blocks(in_channels, in_channels)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.classifier = _fc_head(in_channels, _SMALL_VGG_HIDDEN, num_classes)
 
@@ -164,14 +157,7 @@ class ResNetWithHead(nn.Module):
             setattr(self, name, getattr(resnet, name))
         trunk_channels = resnet.fc.in_features
         c = _RESNET_EXTRA_CHANNELS
-        self.extra = nn.Sequential(
-            nn.Conv2d(trunk_channels, c, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(c),
-            nn.ReLU(inplace=False),
-            nn.Conv2d(c, c, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(c),
-            nn.ReLU(inplace=False),
-        )
+        self.extra = _extra_blocks(trunk_channels, c)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.classifier = _fc_head(c, _RESNET_HIDDEN, num_classes)
 
@@ -180,6 +166,18 @@ class ResNetWithHead(nn.Module):
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         x = self.avgpool(self.extra(x))
         return self.classifier(torch.flatten(x, 1))
+
+
+def _extra_blocks(in_channels: int, channels: int) -> nn.Sequential:
+    """The paper's two extra conv3x3+BN+ReLU blocks after a ResNet trunk (SPEC section 1)."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, channels, kernel_size=3, padding=1, bias=False),
+        nn.BatchNorm2d(channels),
+        nn.ReLU(inplace=False),
+        nn.Conv2d(channels, channels, kernel_size=3, padding=1, bias=False),
+        nn.BatchNorm2d(channels),
+        nn.ReLU(inplace=False),
+    )
 
 
 def _fc_head(in_features: int, hidden: int, num_classes: int) -> nn.Sequential:
