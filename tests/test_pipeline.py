@@ -42,6 +42,7 @@ def test_bad_config_stops_before_any_job(repo_copy):
     cfg = yaml.safe_load((repo_copy / SMOKE).read_text())
     cfg["quantify"]["stepz"] = 5
     cfg["seeds"] = "zero"
+    cfg["metrics"]["zero_concept_images"] = "ignore"
     (repo_copy / "bad.yaml").write_text(yaml.safe_dump(cfg))
     run = snakemake(repo_copy, "--cores", "1", "--configfile", "bad.yaml")
     assert run.returncode != 0
@@ -49,6 +50,7 @@ def test_bad_config_stops_before_any_job(repo_copy):
     assert "Invalid configuration" in err
     assert "quantify.stepz" in err and "boost_after" in err     # names key and allowed keys
     assert "seeds = 'zero' has the wrong type" in err
+    assert "metrics.zero_concept_images" in err and "ignore" in err
     assert not (repo_copy / "results").exists()
 
 
