@@ -46,6 +46,12 @@ ENV HOME=/home/kd \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility \
     NVIDIA_REQUIRE_CUDA="cuda>=13.0"
 
+# Fashion-MNIST for the photographs dataset (dvc stage `photos`, config/photos.yaml) from Debian's
+# package, so the stage needs no download; kdconcepts.data.photos checks its pinned SHA-256.
+RUN apt-get update -qq \
+    && apt-get install -y -qq --no-install-recommends dataset-fashion-mnist=0.0~git20200523.55506a9-1 >/dev/null \
+    && rm -rf /var/lib/apt/lists/*
+
 RUN useradd --uid "${KD_UID}" --gid 0 --create-home --home-dir /home/kd --shell /bin/bash kd
 
 # Dependencies first (their layer is reused while only the code changes). Every file is

@@ -13,7 +13,11 @@ time only.
 
 ``--set KEY=VALUE`` overrides a key of the config (``teacher.finetune.epochs=10``) or of the
 params file (``synthetic.target.train_per_class=30``); values are YAML. Generated data is
-cached under ``--cache`` by the hash of its parameters.
+cached under ``--cache`` by the hash of its parameters. A config whose dataset is not the
+synthetic one (``config/photos.yaml``) reads its prepared sets (``dataset.root`` and
+``dataset.pretrain_root``; ``dvc repro <dataset.dvc_stage>`` first).
+
+    PYTHONPATH=src python benchmarks/premise.py --config config/photos.yaml --seeds 0 1 2
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from kdconcepts.data import load_split
+from kdconcepts.data import data_hash, load_split
 from kdconcepts.data.synthetic import generate, resolve_params
 from kdconcepts.metrics import PREMISE_MARGIN
 from kdconcepts.training import Augment, Phase, RunOptions, train_baseline, train_teacher
@@ -46,6 +50,15 @@ def _override(document: dict, dotted: str, value) -> None:
     node[last] = value
 
 
+def _merge(base: dict, update: dict) -> None:
+    """``update`` into ``base``, nested mappings key by key (as Snakemake merges config files)."""
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", type=Path, default=Path("config/config.yaml"))
@@ -56,18 +69,25 @@ def main(argv=None) -> int:
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "kdconcepts-premise")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    config = yaml.safe_load(args.config.read_text())
+    config = yaml.safe_load(Path("config/config.yaml").read_text())
+    if args.config.resolve() != Path("config/config.yaml").resolve():  # an overlay, as --configfile
+        _merge(config, yaml.safe_load(args.config.read_text()) or {})
     params = yaml.safe_load(args.params.read_text())
     for item in args.set:
         key, _, raw = item.partition("=")
         _override(params if key.startswith("synthetic.") else config, key, yaml.safe_load(raw))
-    synthetic = resolve_params(params["synthetic"])
-    tag = hashlib.sha256(json.dumps(synthetic, sort_keys=True).encode()).hexdigest()[:12]
-    data = args.cache / tag
-    if not (data / "target" / "index.csv").is_file():
-        generate(data, synthetic)
-    target_train, target_test = load_split(data / "target", "train"), load_split(data / "target", "test")
-    pretrain = load_split(data / "pretrain", "train")
+    if config["dataset"]["name"] == "synthetic":
+        synthetic = resolve_params(params["synthetic"])
+        tag = hashlib.sha256(json.dumps(synthetic, sort_keys=True).encode()).hexdigest()[:12]
+        data = args.cache / tag
+        if not (data / "target" / "index.csv").is_file():
+            generate(data, synthetic)
+        target_root, pretrain_root = data / "target", data / "pretrain"
+    else:  # a prepared dataset (its DVC stage made it)
+        target_root, pretrain_root = Path(config["dataset"]["root"]), Path(config["dataset"]["pretrain_root"])
+        tag = data_hash(target_root)[:12]
+    target_train, target_test = load_split(target_root, "train"), load_split(target_root, "test")
+    pretrain = load_split(pretrain_root, "train")
     print(f"data {tag}: target train {len(target_train.ids)}, test {len(target_test.ids)}; "
           f"pretrain {len(pretrain.ids)}; overrides {args.set or 'none'}")
     sgd = dict(momentum=config["optimizer"]["momentum"], weight_decay=config["optimizer"]["weight_decay"])

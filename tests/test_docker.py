@@ -139,10 +139,13 @@ def test_image_builds_on_local_base_and_runs_the_smoke_config(docker_host, wheel
 
     # .dockerignore kept local state out; the code and DVC's config are in.
     listing = _docker(docker_host, "run", "--rm", "--network", "none", IMAGE, "bash", "-c",
-                      "ls -A; ls -A data results; test -f .dvc/config && echo has-dvc-config; id -u")
+                      "ls -A; ls -A data results; test -f .dvc/config && echo has-dvc-config; "
+                      "test -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz && echo has-fashion-mnist; "
+                      "id -u")
     assert listing.returncode == 0, listing.stdout
     names = listing.stdout.split()
     assert "Snakefile" in names and "src" in names and "has-dvc-config" in names
+    assert "has-fashion-mnist" in names  # the photographs dataset's objects (Debian package)
     for absent in (".git", ".venv", ".snakemake", "logs", "synthetic", "train", "tables"):
         assert absent not in names, f"{absent} leaked into the image"
     assert names[-1] != "0", "container runs as root"

@@ -6,7 +6,8 @@
 # Needs root (CI runs as root). Usage: tests/infra/install_system_deps.sh
 set -euo pipefail
 
-packages=(docker.io debootstrap slurmctld slurmd slurm-client munge)
+#   dataset-fashion-mnist    -> the photographs dataset (kdconcepts.data.photos, its checksum test)
+packages=(docker.io debootstrap slurmctld slurmd slurm-client munge dataset-fashion-mnist)
 
 missing=()
 for pkg in "${packages[@]}"; do
