@@ -1,4 +1,5 @@
-"""`dvc repro` of the `synthetic` stage in a fresh copy reproduces the committed dvc.lock."""
+"""`dvc repro` of the data stages (`synthetic`, `photos`) in a fresh copy reproduces the
+committed dvc.lock."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-STAGE = "synthetic"
+FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 
 def _dvc_executable() -> str | None:
@@ -20,19 +21,22 @@ def _dvc_executable() -> str | None:
     return str(beside_python) if beside_python.exists() else shutil.which("dvc")
 
 
-def _stage_lock(lock_file: Path) -> dict:
+def _stage_lock(lock_file: Path, stage: str) -> dict:
     lock = yaml.safe_load(lock_file.read_text())
-    return lock["stages"][STAGE]
+    return lock["stages"][stage]
 
 
 @pytest.mark.slow
-def test_dvc_repro_reproduces_committed_hashes(tmp_path):
+@pytest.mark.parametrize("stage", ["synthetic", "photos"])
+def test_dvc_repro_reproduces_committed_hashes(tmp_path, stage):
     dvc = _dvc_executable()
     if dvc is None:
         pytest.skip("dvc is not installed")
+    if stage == "photos" and not (FASHION_MNIST / "train-images-idx3-ubyte.gz").is_file():
+        pytest.skip("dataset-fashion-mnist is not installed (apt-get install dataset-fashion-mnist; .ci/run installs it)")
     lock_file = REPO / "dvc.lock"
     assert lock_file.is_file(), "dvc.lock is missing: run `dvc repro synthetic` and commit it"
-    committed = _stage_lock(lock_file)
+    committed = _stage_lock(lock_file, stage)
 
     work = tmp_path / "repo"
     work.mkdir()
@@ -46,12 +50,12 @@ def test_dvc_repro_reproduces_committed_hashes(tmp_path):
     env.pop("PYTHONPATH", None)
     for command in ([dvc, "init", "--no-scm", "-q"],
                     [dvc, "config", "core.analytics", "false"],
-                    [dvc, "repro", STAGE]):
+                    [dvc, "repro", stage]):
         result = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True,
                                 timeout=300)
         assert result.returncode == 0, f"{command} failed:\n{result.stdout}\n{result.stderr}"
 
-    reproduced = _stage_lock(work / "dvc.lock")
+    reproduced = _stage_lock(work / "dvc.lock", stage)
     by_path = lambda entries: {e["path"]: (e["md5"], e.get("nfiles")) for e in entries}
     # Same code and params as committed (else dvc.lock is stale) ...
     assert by_path(reproduced["deps"]) == by_path(committed["deps"])
