@@ -178,8 +178,7 @@ def concept_sets(maps: pd.DataFrame, fg: dict[str, np.ndarray], grid: int, b: fl
 
     out = []
     for (run, seed, network), rows in maps.groupby(["run", "seed", "network"], sort=False):
-        table = rows.assign(entropy=rows["entropy"].map(list))
-        counts = M.count_concepts(table, fg, grid, b)
+        counts = M.count_concepts(rows, fg, grid, b)
         merged = rows.merge(counts, on=["epoch", "image_id"], how="left")
         out.append(merged)
     return pd.concat(out, ignore_index=True)

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import torch
 import yaml
+from snakemake.utils import update_config  # Snakemake's own merge of --configfile overlays
 
 from kdconcepts.data import data_hash, load_split
 from kdconcepts.data.synthetic import generate, resolve_params
@@ -50,15 +51,6 @@ def _override(document: dict, dotted: str, value) -> None:
     node[last] = value
 
 
-def _merge(base: dict, update: dict) -> None:
-    """``update`` into ``base``, nested mappings key by key (as Snakemake merges config files)."""
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            _merge(base[key], value)
-        else:
-            base[key] = value
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", type=Path, default=Path("config/config.yaml"))
@@ -71,7 +63,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     config = yaml.safe_load(Path("config/config.yaml").read_text())
     if args.config.resolve() != Path("config/config.yaml").resolve():  # an overlay, as --configfile
-        _merge(config, yaml.safe_load(args.config.read_text()) or {})
+        update_config(config, yaml.safe_load(args.config.read_text()) or {})
     params = yaml.safe_load(args.params.read_text())
     for item in args.set:
         key, _, raw = item.partition("=")
