@@ -26,5 +26,6 @@ rule all:
         REPORT_FIGURES,
         REPORT_FRONTS,
         SWEEP_OUTPUTS,
+        AXIS_OUTPUTS,
         pending_rounds,
     default_target: True

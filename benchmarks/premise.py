@@ -18,6 +18,14 @@ synthetic one (``config/photos.yaml``) reads its prepared sets (``dataset.root``
 ``dataset.pretrain_root``; ``dvc repro <dataset.dvc_stage>`` first).
 
     PYTHONPATH=src python benchmarks/premise.py --config config/photos.yaml --seeds 0 1 2
+
+With an architecture axis (config ``architectures``), ``--architecture NAME`` picks one of its
+architectures, with its own rates (``config/config.yaml``'s default: ``small_vgg``):
+
+    PYTHONPATH=src python benchmarks/premise.py --architecture small_resnet --seeds 0 1 2
+
+With ``teacher.shared_pretrain`` (the default), the teacher is pre-trained once, with the first
+seed, and each seed fine-tunes it, as in the pipeline.
 """
 
 from __future__ import annotations
@@ -35,10 +43,11 @@ import torch
 import yaml
 from snakemake.utils import update_config  # Snakemake's own merge of --configfile overlays
 
+from kdconcepts.config import architecture_configs
 from kdconcepts.data import data_hash, load_split
 from kdconcepts.data.synthetic import generate, resolve_params
 from kdconcepts.metrics import PREMISE_MARGIN
-from kdconcepts.training import Augment, Phase, RunOptions, train_baseline, train_teacher
+from kdconcepts.training import Augment, Phase, RunOptions, pretrain_teacher, train_baseline, train_teacher
 
 
 def _override(document: dict, dotted: str, value) -> None:
@@ -57,6 +66,8 @@ def main(argv=None) -> int:
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--architecture", default=None,
+                        help="one of the config's architectures (its own rates); default: `architecture`")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "kdconcepts-premise")
     args = parser.parse_args(argv)
@@ -64,6 +75,11 @@ def main(argv=None) -> int:
     config = yaml.safe_load(Path("config/config.yaml").read_text())
     if args.config.resolve() != Path("config/config.yaml").resolve():  # an overlay, as --configfile
         update_config(config, yaml.safe_load(args.config.read_text()) or {})
+    per_arch = architecture_configs(config)
+    arch = args.architecture or config["architecture"]
+    if arch not in per_arch:
+        raise SystemExit(f"--architecture {arch}: not one of the config's ({', '.join(per_arch)})")
+    config = per_arch[arch]
     params = yaml.safe_load(args.params.read_text())
     for item in args.set:
         key, _, raw = item.partition("=")
@@ -81,20 +97,33 @@ def main(argv=None) -> int:
     target_train, target_test = load_split(target_root, "train"), load_split(target_root, "test")
     pretrain = load_split(pretrain_root, "train")
     print(f"data {tag}: target train {len(target_train.ids)}, test {len(target_test.ids)}; "
-          f"pretrain {len(pretrain.ids)}; overrides {args.set or 'none'}")
+          f"pretrain {len(pretrain.ids)}; architecture {config['architecture']}; overrides {args.set or 'none'}")
     sgd = dict(momentum=config["optimizer"]["momentum"], weight_decay=config["optimizer"]["weight_decay"])
     augment = Augment.from_mapping(config["augment"])
     print("seed  teacher  baseline  gap    baseline_train_acc  teacher_s  baseline_s")
     gaps = []
+    teacher_cfg = copy.deepcopy(config["teacher"])
+    shared = teacher_cfg["shared_pretrain"]
     with tempfile.TemporaryDirectory() as tmp:
+        if shared:  # as the pipeline's rule teacher_pretrain: once, with the first seed
+            started = time.process_time()
+            pretrain_test = load_split(pretrain_root, "test")
+            done = pretrain_teacher(
+                f"{tmp}/pretrain", arch=config["architecture"], train=pretrain, test=pretrain_test,
+                schedule=Phase.from_mapping(teacher_cfg["pretrain"]), augment=augment,
+                options=RunOptions(seed=args.seeds[0], device="cpu", progress=False,
+                                   config_hash="premise-pretrain", data_hash=tag), **sgd)
+            print(f"shared pre-training (seed {args.seeds[0]}): accuracy {done['test_accuracy']:.4f} on "
+                  f"the extra data's test split, {time.process_time() - started:.1f} CPU s", flush=True)
         for seed in args.seeds:
             options = RunOptions(seed=seed, device="cpu", progress=False, config_hash=f"premise{seed}",
                                  data_hash=tag)
-            teacher_cfg = copy.deepcopy(config["teacher"])
             started = time.process_time()
             teacher = train_teacher(
                 f"{tmp}/teacher{seed}", arch=config["architecture"], train=target_train, test=target_test,
-                init="pretrain", pretrain_data=pretrain, pretrain=Phase.from_mapping(teacher_cfg["pretrain"]),
+                init="pretrain", pretrain_data=None if shared else pretrain,
+                pretrain=None if shared else Phase.from_mapping(teacher_cfg["pretrain"]),
+                pretrained=f"{tmp}/pretrain/final.pt" if shared else None,
                 finetune=Phase.from_mapping(teacher_cfg["finetune"]), layers=config["layers"],
                 checkpoint_epochs=[], augment=augment, options=options, **sgd)
             teacher_s = time.process_time() - started

@@ -78,6 +78,7 @@ dataset:
 sweep: null
 
 architecture: {arch}
+architectures: null          # one architecture per configuration
 layers: [conv, fc1, fc2]     # (paper) last conv layer, first and second FC layers
 
 optimizer:
@@ -94,6 +95,7 @@ teacher:
   init: imagenet             # (paper) torchvision ImageNet weights, from the local torch cache
   weights: null              # null: $TORCH_HOME/hub/checkpoints/; or a state-dict file path
   pretrain: {{epochs: 0, batch_size: 64, lr_start: 0.01, lr_end: 0.001}}   # unused with init: imagenet
+  shared_pretrain: false     # unused with init: imagenet
   finetune: {{epochs: 150, batch_size: 64, lr_start: {_num(r['teacher'][0])}, lr_end: {_num(r['teacher'][1])}}}  # (authors' code)
 
 distilled_student:
@@ -196,6 +198,7 @@ dataset:
 sweep: null
 
 architecture: vgg11          # (chosen) the smallest VGG of the paper
+architectures: null
 layers: [fc1]                # (chosen) one analysed layer; fc1 has the authors' rates (SPEC 7)
 
 optimizer:
@@ -212,6 +215,7 @@ teacher:
   init: imagenet             # (paper)
   weights: null
   pretrain: {{epochs: 0, batch_size: 64, lr_start: 0.01, lr_end: 0.001}}   # unused with init: imagenet
+  shared_pretrain: false     # unused with init: imagenet
   finetune: {{epochs: 30, batch_size: 64, lr_start: 1.0e-3, lr_end: 1.0e-4}}  # (authors' code) rates; (chosen) 30 epochs
 
 distilled_student:

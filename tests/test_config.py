@@ -100,3 +100,45 @@ def test_cross_key_rules():
     problems = "\n".join(config_problems(bad, SCHEMA))
     assert "baseline.epochs = 30" in problems
     assert "boost_after" in problems and "cannot exceed quantify.candidates" in problems
+
+
+def test_architecture_axis_gives_each_tree_its_rates_and_shares_the_rest():
+    from kdconcepts.config import architecture_configs
+
+    cfg = _default()
+    per_arch = architecture_configs(cfg)
+    assert list(per_arch) == ["small_vgg", "small_resnet"]
+    vgg, resnet = per_arch["small_vgg"], per_arch["small_resnet"]
+    assert (vgg["architecture"], resnet["architecture"]) == ("small_vgg", "small_resnet")
+    assert vgg["baseline"] == cfg["baseline"] and vgg["teacher"] == cfg["teacher"]
+    # The ResNet's rates replace only the rates: epochs, batch sizes and the rest stay shared.
+    assert resnet["baseline"] == {**cfg["baseline"], "lr_start": 0.1, "lr_end": 0.01}
+    assert resnet["teacher"]["finetune"] == {**cfg["teacher"]["finetune"], "lr_start": 0.01, "lr_end": 0.001}
+    assert resnet["distilled_student"]["head"] == {**cfg["distilled_student"]["head"], "lr": 0.1}
+    assert {k: v for k, v in resnet.items() if k not in ("architecture", "teacher", "distilled_student", "baseline")} \
+        == {k: v for k, v in cfg.items() if k not in ("architecture", "teacher", "distilled_student", "baseline")}
+    assert cfg["architecture"] == "small_vgg" and cfg["baseline"]["lr_start"] == 0.01  # not changed in place
+    single = {**cfg, "architectures": None}
+    assert architecture_configs(single) == {"small_vgg": single}
+
+
+def test_architecture_axis_refusals_name_the_key():
+    cfg = _default()
+    bad = copy.deepcopy(cfg)
+    bad["architectures"]["vgg17"] = {}
+    bad["architectures"]["small_resnet"]["baseline"]["epochs"] = 30  # only rates may differ
+    problems = "\n".join(config_problems(bad, SCHEMA))
+    assert "vgg17" in problems and "architectures.small_resnet.baseline.epochs" in problems
+    bad = copy.deepcopy(cfg)
+    bad["architecture"] = "vgg11"
+    bad["sweep"] = yaml.safe_load((ROOT / "config/ablation/background_bias.yaml").read_text())["sweep"]
+    bad["architectures"]["small_resnet"]["baseline"]["lr_start"] = {"conv": 0.1}
+    bad["architectures"]["small_resnet"]["distilled_student"]["lr_start"] = {"fc1": 0.1}
+    problems = "\n".join(config_problems(bad, SCHEMA, workdir=ROOT))
+    assert "architectures and sweep are both set" in problems
+    assert "architecture = 'vgg11' is not one of architectures (small_vgg, small_resnet)" in problems
+    assert "baseline.lr_start (architectures.small_resnet) must be one number" in problems
+    assert "distilled_student.lr_start (architectures.small_resnet) gives no rate for layer(s) ['conv']" in problems
+    bad = copy.deepcopy(cfg)
+    bad["architectures"] = {"small_vgg": {}}
+    assert any("architectures" in p and "non-empty" not in p for p in config_problems(bad, SCHEMA))

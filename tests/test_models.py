@@ -76,7 +76,9 @@ def test_small_resnet_is_a_resnet_with_the_paper_taps():
     assert analysed_weight(model, "small_resnet", "conv") is model.extra[3].weight
     extractor = create_feature_extractor(model, {resolve_layer("small_resnet", a): a for a in ("conv", "fc1", "fc2")})
     out = extractor(torch.randn(3, 3, 32, 32))
-    assert out["conv"].shape == (3, 128, 8, 8)  # the same tap shape as the small VGG's
+    # Half the small VGG's widths (16, 32, 64: the time budget), the same 8 x 8 grid at the tap.
+    assert [model.get_submodule(f"layer{k}").conv2.out_channels for k in (1, 2, 3)] == [16, 32, 64]
+    assert out["conv"].shape == (3, 64, 8, 8)
     assert out["fc1"].shape == (3, 256) and out["fc2"].shape == (3, 256)
     assert all((value < 0).any() for value in out.values())  # pre-ReLU
     assert model(torch.randn(2, 3, 64, 64)).shape == (2, 8)  # global pooling: any size

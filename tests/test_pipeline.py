@@ -26,16 +26,24 @@ def test_default_dag_dry_run(repo_copy):
     assert run.returncode == 0, run.stderr[-3000:]
     cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())
     jobs = _jobs(run.stdout)
-    seeds, layers, networks = len(cfg["seeds"]), len(cfg["layers"]), len(cfg["networks"])
+    seeds, layers = len(cfg["seeds"]), len(cfg["layers"])
+    trees = len(cfg["architectures"])  # the default's architecture axis: one tree each
+    assert trees == 2 and cfg["teacher"]["shared_pretrain"]
     late = late_epochs(cfg["checkpoints"], cfg["metrics"]["late_fraction"])
     # Before the first round's verdicts exist, the plan holds round 0 of every seed and layer.
-    assert jobs["quantify_late"] == seeds * layers * len(late)  # one job a step for all networks
-    assert jobs["round_verdict"] == seeds * layers
+    assert jobs["quantify_late"] == trees * seeds * layers * len(late)  # one job a step for all networks
+    assert jobs["round_verdict"] == trees * seeds * layers
+    assert jobs["teacher_pretrain"] == trees  # one pre-training per tree, for every seed
     for rule in ("teacher", "distilled_student", "baseline", "metrics"):
-        assert jobs[rule] == seeds * (layers if rule == "distilled_student" else 1), rule
-    for rule in ("data_synthetic", "pool", "table", "summary", "figure_entropy_maps",
-                 "figure_concepts_vs_distance", "figure_differences", "all"):
+        assert jobs[rule] == trees * seeds * (layers if rule == "distilled_student" else 1), rule
+    for rule in ("pool", "table", "summary", "figure_differences"):
+        assert jobs[rule] == trees, rule
+    for rule in ("data_synthetic", "figure_entropy_maps", "figure_concepts_vs_distance", "all",
+                 "architectures_tables", "architectures_figure", "architectures_summary", "architectures_front"):
         assert rule in jobs, rule
+    for arch in cfg["architectures"]:
+        assert f"results/{arch}/seed_2/train/teacher/final.pt" in run.stdout
+        assert f"results/{arch}/pretrain/final.pt" in run.stdout
 
 
 def test_bad_config_stops_before_any_job(repo_copy):
@@ -213,3 +221,47 @@ def test_smoke_pipeline_end_to_end(smoke, tmp_path):
     assert sorted(shown) == sorted((f"{METRIC_LABELS[r.metric]} ({r.direction})", r.verdict)
                                    for r in pooled.itertuples())
     assert summary.startswith("# Results\n")
+
+
+@pytest.mark.slow
+def test_architecture_axis_end_to_end(tmp_path):
+    """Two architectures (tests/overlays/two_architectures.yaml on the smoke config): a tree each,
+    with its own rates and one shared pre-training, then one table, forest plot and summary with
+    a block per architecture; a second run has nothing to do."""
+    from conftest import copy_repo
+
+    repo = copy_repo(tmp_path / "repo")
+    overlays = ("--configfile", SMOKE, "tests/overlays/two_architectures.yaml")
+    run = snakemake(repo, "--cores", "2", *overlays, timeout=1500)
+    assert run.returncode == 0, (run.stdout + run.stderr)[-6000:]
+    for arch in ("small_vgg", "small_resnet"):
+        tree = repo / "results" / arch
+        teacher = json.loads((tree / "seed_0/train/teacher/metrics.json").read_text())
+        assert teacher["arch"] == arch and teacher["pretrained"] == f"results/{arch}/pretrain/final.pt"
+        assert json.loads((tree / "pretrain/metrics.json").read_text())["role"] == "pretrain"
+        baseline = torch.load(tree / "seed_0/train/baseline/final.pt", weights_only=True)
+        assert baseline["arch"] == arch
+        rates = [json.loads(line)["lr"] for line in (tree / "seed_0/train/baseline/train_log.jsonl").read_text().splitlines()]
+        assert rates[0] == pytest.approx(0.1 if arch == "small_resnet" else 0.01)  # its own rates
+        assert (tree / "summary.md").read_text().startswith(f"# Results: {arch}\n")
+        assert pd.read_csv(tree / "seed_0/tables/metrics.csv")["architecture"].eq(arch).all()
+    hypotheses = pd.read_csv(repo / "results/tables/hypotheses.csv")
+    assert list(dict.fromkeys(hypotheses["architecture"])) == ["small_vgg", "small_resnet"]
+    assert hypotheses.groupby("architecture").size().to_dict() == {"small_vgg": 7, "small_resnet": 7}
+    for arch in ("small_vgg", "small_resnet"):  # the stacked rows are the tree's own
+        own = pd.read_csv(repo / f"results/{arch}/tables/hypotheses.csv")
+        stacked = hypotheses[hypotheses["architecture"] == arch].drop(columns="architecture").reset_index(drop=True)
+        pd.testing.assert_frame_equal(stacked, own)
+    premise = pd.read_csv(repo / "results/tables/premise.csv")
+    assert list(premise["architecture"]) == ["small_vgg", "small_resnet"]
+    tex = (repo / "results/tables/table.tex").read_text()
+    assert tex.count("Distilled student") == 2 and "small\\_vgg (synthetic), conv" in tex \
+        and "small\\_resnet (synthetic), conv" in tex
+    summary = (repo / "results/summary.md").read_text()
+    assert summary.startswith("# Results: 2 architectures\n") and "| architecture | layer |" in summary
+    assert "## small_vgg (`results/small_vgg/summary.md`)" in summary and "## small_resnet (" in summary
+    assert "--configfile tests/configs/smoke.yaml --configfile tests/overlays/two_architectures.yaml" in summary
+    assert (repo / "results/figures/conv/differences.png").stat().st_size > 10000
+    assert "small_resnet" in (repo / "results/report_front.rst").read_text()
+    again = snakemake(repo, "-n", "--cores", "2", *overlays)
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr, again.stdout[-3000:]

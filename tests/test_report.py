@@ -191,3 +191,61 @@ def test_summary_shows_teacher_zero_concept_images_and_per_seed_tests():
     assert "| conv | Baseline | 3 | 16 |" in text and "| conv | Distilled student | 1 | 16 |" in text
     assert "zero_concept_images: keep" in text
     assert "| layer | student | metric | seed 0 | seed 1 | seed 2 |" in text  # Wilcoxon per seed
+
+
+def test_an_architecture_axis_has_one_block_per_architecture_everywhere(tmp_path):
+    from kdconcepts.report import architectures_summary, stack_architectures
+
+    # small_vgg: the student ahead on every metric; small_resnet: behind on every metric, and
+    # its premise not held. Both blocks are shown, each with its own marks and premise.
+    runs = {"small_vgg": (_with_teacher(_images(shift=1.0)), _premise(teacher=0.9)),
+            "small_resnet": (_with_teacher(_images(shift=-1.0)), _premise(teacher=0.8))}
+    tables = {arch: {"hypotheses": pooled_hypotheses(images, ["distilled_student"], resamples=200),
+                     "teacher": teacher_reference(images, ["distilled_student"], resamples=200),
+                     "premise": accuracy}
+              for arch, (images, accuracy) in runs.items()}
+    for arch, (images, _) in runs.items():
+        tables[arch]["differences"] = pd.concat(
+            [seed_differences(images, ["distilled_student"], resamples=200).astype({"seed": object}),
+             tables[arch]["hypotheses"].assign(seed="pooled")])
+    stacked = {name: stack_architectures({arch: t[name] for arch, t in tables.items()})
+               for name in ("hypotheses", "teacher", "premise", "differences")}
+    assert list(stacked["hypotheses"].columns[:2]) == ["architecture", "layer"]
+    assert stacked["hypotheses"].groupby("architecture", sort=False).size().to_dict() == {"small_vgg": 7, "small_resnet": 7}
+    with pytest.raises(ValueError, match="already has an architecture column"):
+        stack_architectures({"x": stacked["hypotheses"]})
+
+    tex = latex_table(stacked["hypotheses"], stacked["premise"], dataset="synthetic", teacher=stacked["teacher"])
+    lines = tex.splitlines()
+    students = [line for line in lines if "Distilled student" in line]
+    assert len(students) == 2 and len([line for line in lines if "Teacher (context)" in line]) == 2
+    assert students[0].count(r"$^{\surd}$") == 7 and students[1].count(r"$^{\times}$") == 7
+    vgg = next(i for i, line in enumerate(lines) if "small\\_vgg (synthetic), conv" in line)
+    resnet = next(i for i, line in enumerate(lines) if "small\\_resnet (synthetic), conv" in line)
+    assert vgg < lines.index(students[0]) < resnet < lines.index(students[1])
+    assert "small\\_vgg: " in tex and "small\\_resnet: " in tex and "not held (smallest lead +0.050" in tex
+
+    fig = plot_differences(stacked["differences"], "conv", teacher=stacked["teacher"])
+    assert len(fig.axes) == 14  # two rows of seven panels
+    assert fig.axes[0].get_ylabel().startswith("small_vgg") and fig.axes[7].get_ylabel().startswith("small_resnet")
+    pooled = [line.get_ydata()[0] for line in fig.axes[7].get_lines() if line.get_marker() == "D"]
+    resnet_n_fg = tables["small_resnet"]["hypotheses"].set_index("metric").loc["n_fg", "difference"]
+    assert pooled == [pytest.approx(resnet_n_fg)] and resnet_n_fg < 0
+    fig.savefig(tmp_path / "forest.png")
+
+    text = architectures_summary(
+        command="snakemake --cores all", config_name="config/config.yaml",
+        hypotheses=stacked["hypotheses"], premise=stacked["premise"], confidence=0.95,
+        trees={"small_vgg": "results/small_vgg", "small_resnet": "results/small_resnet"},
+        summaries={"small_vgg": "# Results: small_vgg\n\n## Premise\n\nvgg text\n",
+                   "small_resnet": "# Results: small_resnet\n\n## Premise\n\nresnet text\n"})
+    assert text.startswith("# Results: 2 architectures\n") and "**Not held** for some architecture" in text
+    assert "| architecture | layer | network |" in text
+    assert "N_fg (up), distilled student, layer conv: held (small_vgg), reversed (small_resnet); " \
+           "**the architectures disagree**." in text
+    # Each tree's own summary follows, its headings one level down.
+    assert "## small_resnet (`results/small_resnet/summary.md`)" in text and "### Premise" in text
+    assert text.index("vgg text") < text.index("resnet text")
+    page = front_page_rst(tree="results", hypotheses=stacked["hypotheses"], premise=stacked["premise"],
+                          confidence=0.95, figures=[tmp_path / "forest.png"])
+    assert "**Premise NOT held**" in page and page.count("<td>small_resnet</td>") == 7

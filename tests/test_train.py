@@ -457,3 +457,34 @@ def test_the_method_does_not_import_training():
             "print(sorted(m for m in sys.modules if m.startswith('kdconcepts.train')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_a_shared_pretraining_gives_each_seed_the_teacher_of_its_own_pretraining(teacher, tmp_path):
+    """teacher.shared_pretrain: one pre-training (seed 3, as the ``teacher`` fixture's), which a
+    teacher then fine-tunes. For the seed that pre-trained it, the teacher is the same network
+    as with its own pre-training; another seed fine-tunes the same pre-trained trunk."""
+    from kdconcepts.training import pretrain_teacher
+
+    extra = tiny_split(64, num_classes=6, seed=5)
+    metrics = pretrain_teacher(tmp_path / "pre", arch="small_vgg", train=extra, test=tiny_split(24, num_classes=6, seed=6),
+                               schedule=Phase(2, 16, 0.02, 0.01), options=OPTIONS)
+    model, info = load_checkpoint(tmp_path / "pre/final.pt")
+    assert (info["role"], info["num_classes"]) == ("pretrain", 6) and 0.0 <= metrics["test_accuracy"] <= 1.0
+    common = dict(arch="small_vgg", train=TRAIN, test=TEST, init="pretrain", finetune=Phase(2, 16, 0.01, 0.005),
+                  layers=["conv"], checkpoint_epochs=[0, 2])
+    shared = train_teacher(tmp_path / "t3", pretrained=tmp_path / "pre/final.pt", options=OPTIONS, **common)
+    assert shared["pretrained"] == str(tmp_path / "pre/final.pt")
+    assert states_equal(load_state(tmp_path / "t3/final.pt"), load_state(teacher.dir / "final.pt"))
+    assert states_equal(load_state(tmp_path / "t3/epoch_000.pt"), load_state(teacher.dir / "epoch_000.pt"))
+    # Seed 4 starts from the same trunk (its epoch 0 differs only in the new output layer).
+    train_teacher(tmp_path / "t4", pretrained=tmp_path / "pre/final.pt",
+                  options=RunOptions(seed=4, device="cpu", progress=False), **common)
+    seed3, seed4 = load_state(tmp_path / "t3/epoch_000.pt"), load_state(tmp_path / "t4/epoch_000.pt")
+    last = [k for k in seed3 if k.startswith("classifier.6")]
+    assert all(torch.equal(seed3[k], seed4[k]) for k in seed3 if k not in last)
+    assert not torch.equal(seed3["classifier.6.weight"], seed4["classifier.6.weight"])
+    # A checkpoint that is not a pre-training of this architecture is refused, by name.
+    train_baseline(tmp_path / "b", arch="small_vgg", train=TRAIN, test=TEST, schedule=Phase(1, 16, 0.01, 0.005),
+                   layers=["conv"], checkpoint_epochs=[], options=OPTIONS)
+    with pytest.raises(ValueError, match="is a small_vgg baseline checkpoint, not the pre-trained small_vgg"):
+        train_teacher(tmp_path / "bad", pretrained=tmp_path / "b/final.pt", options=OPTIONS, **common)

@@ -11,6 +11,7 @@ before the job runs, so a check inside the job would come too late).
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-__all__ = ["ConfigError", "config_problems", "load_schema", "dvc_stage_outputs", "dataset_image_size"]
+__all__ = ["ConfigError", "architecture_configs", "config_problems", "load_schema", "dvc_stage_outputs", "dataset_image_size"]
 
 # The analysed network -> the config section of its training schedule.
 _SCHEDULES = {"distilled_student": "distilled_student", "logit_student": "logit_student",
@@ -227,23 +228,39 @@ def config_problems(config: dict[str, Any], schema: dict, *, workdir: str | Path
     if m["effective"] > q["candidates"]:
         problems.append(f"metrics.effective ({m['effective']}) cannot exceed "
                         f"quantify.candidates ({q['candidates']})")
-    for key in ("lr_start", "lr_end"):
-        rates = config["distilled_student"][key]
-        if isinstance(rates, dict):
-            missing = [layer for layer in config["layers"] if layer not in rates]
-            extra = [layer for layer in rates if layer not in config["layers"]]
-            if missing:
-                problems.append(f"distilled_student.{key} gives no rate for layer(s) {missing}")
-            if extra:
-                problems.append(f"distilled_student.{key} names layer(s) {extra} that are not in layers")
+    axis = config["architectures"]
+    if axis and config["sweep"]:
+        problems.append("architectures and sweep are both set; a run has one axis of output trees "
+                        "(one per architecture or one per sweep value): set one of them to null")
+    if axis and config["architecture"] not in axis:
+        problems.append(f"architecture = {config['architecture']!r} is not one of architectures "
+                        f"({', '.join(axis)}); with architectures set, each tree's architecture is its key")
+    per_arch = architecture_configs(config)
+    for arch, of_arch in per_arch.items():
+        where = f" (architectures.{arch})" if axis else ""
+        for key in ("lr_start", "lr_end"):
+            rates = of_arch["distilled_student"][key]
+            if isinstance(rates, dict):
+                missing = [layer for layer in config["layers"] if layer not in rates]
+                extra = [layer for layer in rates if layer not in config["layers"]]
+                if missing:
+                    problems.append(f"distilled_student.{key}{where} gives no rate for layer(s) {missing}")
+                if extra:
+                    problems.append(f"distilled_student.{key}{where} names layer(s) {extra} that are not "
+                                    "in layers")
+        for section in ("logit_student", "baseline"):
+            for key in ("lr_start", "lr_end"):
+                if isinstance(of_arch[section][key], dict):
+                    problems.append(f"{section}.{key}{where} must be one number (per-layer rates are "
+                                    "for the distilled student only)")
+        if config["teacher"]["init"] == "imagenet" and arch.startswith("small_"):
+            problems.append(f"teacher.init = 'imagenet' but architecture = {arch!r} has no ImageNet "
+                            "weights; use teacher.init = 'pretrain' (or 'none')")
 
-    teacher, arch = config["teacher"], config["architecture"]
+    teacher = config["teacher"]
     dataset = config["dataset"]
     if teacher["init"] == "pretrain" and not dataset["pretrain_root"]:
         problems.append("teacher.init = 'pretrain' needs dataset.pretrain_root")
-    if teacher["init"] == "imagenet" and arch.startswith("small_"):
-        problems.append(f"teacher.init = 'imagenet' but architecture = {arch!r} has no ImageNet "
-                        "weights; use teacher.init = 'pretrain' (or 'none')")
     if teacher["init"] != "imagenet" and teacher["weights"]:
         problems.append(f"teacher.weights is set but teacher.init = {teacher['init']!r} does not use it")
     if teacher["init"] == "imagenet" and dataset["normalize"] != "imagenet":
@@ -289,8 +306,30 @@ def config_problems(config: dict[str, Any], schema: dict, *, workdir: str | Path
                         f"matplotlib palette name (e.g. colorblind, deep, viridis)")
 
     if deep:
-        problems += _architecture_problems(arch, config["layers"], size)
+        for arch in per_arch:
+            problems += _architecture_problems(arch, config["layers"], size)
     return problems
+
+
+def architecture_configs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Architecture -> the config its output tree runs with.
+
+    Without an architecture axis (``architectures: null``), ``{architecture: config}``. With
+    one, per listed architecture a copy of ``config`` whose ``architecture`` is that key and whose
+    learning rates are replaced by the ones it lists (a deep merge, as Snakemake merges
+    ``--configfile`` overlays); everything else is shared, so every tree has the same jobs.
+    """
+    from snakemake.utils import update_config  # the merge --configfile itself uses
+
+    if not config.get("architectures"):
+        return {config["architecture"]: config}
+    out = {}
+    for arch, rates in config["architectures"].items():
+        of_arch = copy.deepcopy(config)
+        update_config(of_arch, copy.deepcopy(rates or {}))
+        of_arch["architecture"] = arch
+        out[arch] = of_arch
+    return out
 
 
 def _architecture_problems(arch: str, layers: list[str], size: int | None) -> list[str]:

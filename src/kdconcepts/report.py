@@ -18,9 +18,9 @@ import seaborn as sns  # noqa: E402
 
 from kdconcepts.metrics import REPORTED  # noqa: E402
 
-__all__ = ["NETWORK_LABELS", "front_page_rst", "latex_table", "premise_sentence", "verdict_table",
-           "plot_concepts_vs_distance", "plot_differences", "plot_entropy_maps", "plot_sweep",
-           "summary_markdown", "teacher_sentences"]
+__all__ = ["NETWORK_LABELS", "architectures_summary", "front_page_rst", "latex_table", "premise_sentence",
+           "verdict_table", "plot_concepts_vs_distance", "plot_differences", "plot_entropy_maps",
+           "plot_sweep", "stack_architectures", "summary_markdown", "teacher_sentences"]
 
 NETWORK_LABELS = {"teacher": "Teacher", "distilled_student": "Distilled student",
                   "logit_student": "Logit student", "baseline": "Baseline"}
@@ -85,6 +85,18 @@ def premise_sentence(premise: pd.DataFrame, networks: Sequence[str]) -> tuple[st
     return text, held
 
 
+def _premise_of(hypotheses: pd.DataFrame, premise: pd.DataFrame) -> tuple[str, bool]:
+    """:func:`premise_sentence` of one tree, or of every block of an architecture axis
+    ("small_vgg: ...; small_resnet: ...", held when it held for each)."""
+    networks = list(dict.fromkeys(hypotheses["student"])) + ["baseline"]
+    if "architecture" not in hypotheses:
+        return premise_sentence(premise, networks)
+    parts = [(arch, *premise_sentence(premise[premise["architecture"] == arch].drop(columns="architecture"),
+                                      networks))
+             for arch in dict.fromkeys(hypotheses["architecture"])]
+    return "; ".join(f"{arch}: {sentence}" for arch, sentence, _ in parts), all(held for *_, held in parts)
+
+
 def latex_table(hypotheses: pd.DataFrame, premise: pd.DataFrame, *, dataset: str = "",
                 architecture: str = "", confidence: float = 0.95, caption: str | None = None,
                 label: str = "tab:kd-concepts", teacher: pd.DataFrame | None = None) -> str:
@@ -99,16 +111,59 @@ def latex_table(hypotheses: pd.DataFrame, premise: pd.DataFrame, *, dataset: str
     same images, marked as context (no verdict; no D or rho: one checkpoint).
 
     Args:
-        hypotheses: ``results/tables/hypotheses.csv`` (pooled) as a frame.
-        premise: ``results/tables/premise.csv`` as a frame.
+        hypotheses: ``results/tables/hypotheses.csv`` (pooled) as a frame. With an
+            ``architecture`` column (an architecture axis: :func:`stack_architectures`), one
+            block of rows per architecture, each with its premise and teacher rows.
+        premise: ``results/tables/premise.csv`` as a frame (with ``architecture`` likewise).
         teacher: ``results/tables/teacher.csv`` (:func:`kdconcepts.metrics.teacher_reference`).
     """
-    metrics = [m for m, _, _ in REPORTED]
     students = list(dict.fromkeys(hypotheses["student"]))
+    rows = []
+    for arch, block, block_premise, block_teacher in _architecture_blocks(hypotheses, premise, teacher,
+                                                                          architecture):
+        rows += _latex_rows(block, block_premise, block_teacher, students, f"{arch} ({dataset})")
+    frame = pd.DataFrame(rows)
+    sentence, _ = _premise_of(hypotheses, premise)
+    level = f"{100 * confidence:g}"
+    caption = caption or (
+        rf"Visual concepts of the students and the baseline (final checkpoint), means over "
+        rf"{int(hypotheses['n_seeds'].max())} seed(s) with {level}\% hierarchical-bootstrap "
+        rf"intervals (seeds, then images). Arrows: the paper's direction; on a student, "
+        rf"$\surd$ = the interval of the difference excludes 0 in that direction, $\times$ = it "
+        rf"excludes 0 against it, $\circ$ = not significant."
+        + (r" The teacher's row is context (final checkpoint, same images), not a hypothesis."
+           if teacher is not None and len(teacher) else "")
+        + (" One block per architecture, each its own pipeline (teacher, students, baseline, "
+           "images)." if "architecture" in hypotheses else "")
+        + rf" Premise: {_escape(sentence)}. Made from results/tables/hypotheses.csv, "
+        + ("teacher.csv " if teacher is not None and len(teacher) else "") + "and premise.csv.")
+    styler = frame.style.hide(axis="index")
+    return styler.to_latex(hrules=True, column_format="ll" + "r" * (frame.shape[1] - 2),
+                           caption=caption, label=label, position="t", position_float="centering")
+
+
+def _architecture_blocks(hypotheses: pd.DataFrame, premise: pd.DataFrame, teacher: pd.DataFrame | None,
+                         architecture: str):
+    """(architecture, hypotheses, premise, teacher) per row block: one block, or one per value of
+    an ``architecture`` column (the tables of an architecture axis, config ``architectures``)."""
+    if "architecture" not in hypotheses:
+        yield architecture, hypotheses, premise, teacher
+        return
+    for arch, block in hypotheses.groupby("architecture", sort=False):
+        of_premise = premise[premise["architecture"] == arch].drop(columns="architecture")
+        of_teacher = None if teacher is None else teacher[teacher["architecture"] == arch]
+        yield arch, block, of_premise, of_teacher
+
+
+def _latex_rows(hypotheses: pd.DataFrame, premise: pd.DataFrame, teacher: pd.DataFrame | None,
+                students: list[str], model_label: str) -> list[dict]:
+    """The table rows of one block (one architecture): per layer, the teacher's context row, each
+    student with its difference row, then the baseline."""
+    metrics = [m for m, _, _ in REPORTED]
     rows = []
     for layer, group in hypotheses.groupby("layer", sort=False):
         by = {(r.student, r.metric): r for r in group.itertuples()}
-        model = _escape(f"{architecture} ({dataset}), {layer}")
+        model = _escape(f"{model_label}, {layer}")
         if teacher is not None and len(teacher[teacher["layer"] == layer]):
             of_teacher = teacher[teacher["layer"] == layer].drop_duplicates("metric").set_index("metric")
             cells = {"Model": model, "Network": "Teacher (context)"}
@@ -143,22 +198,7 @@ def latex_table(hypotheses: pd.DataFrame, premise: pd.DataFrame, *, dataset: str
                 r.baseline_value, r.baseline_ci_low, r.baseline_ci_high, _DIGITS[metric])
         base["Acc."] = _number(premise["baseline"].mean(), 3) if "baseline" in premise else "--"
         rows.append(base)
-    frame = pd.DataFrame(rows)
-    sentence, _ = premise_sentence(premise, students + ["baseline"])
-    level = f"{100 * confidence:g}"
-    caption = caption or (
-        rf"Visual concepts of the students and the baseline (final checkpoint), means over "
-        rf"{int(hypotheses['n_seeds'].max())} seed(s) with {level}\% hierarchical-bootstrap "
-        rf"intervals (seeds, then images). Arrows: the paper's direction; on a student, "
-        rf"$\surd$ = the interval of the difference excludes 0 in that direction, $\times$ = it "
-        rf"excludes 0 against it, $\circ$ = not significant."
-        + (r" The teacher's row is context (final checkpoint, same images), not a hypothesis."
-           if teacher is not None and len(teacher) else "")
-        + rf" Premise: {_escape(sentence)}. Made from results/tables/hypotheses.csv, "
-        + ("teacher.csv " if teacher is not None and len(teacher) else "") + "and premise.csv.")
-    styler = frame.style.hide(axis="index")
-    return styler.to_latex(hrules=True, column_format="ll" + "r" * (frame.shape[1] - 2),
-                           caption=caption, label=label, position="t", position_float="centering")
+    return rows
 
 
 def plot_concepts_vs_distance(per_image: pd.DataFrame, layer: str, *, palette: str = "colorblind",
@@ -195,39 +235,25 @@ def plot_differences(differences: pd.DataFrame, layer: str, *, palette: str = "c
     pooled (the pooled interval from the hierarchical bootstrap). The paper's direction is
     shaded: a pooled interval inside the shade is a held hypothesis. With ``teacher``
     (``teacher.csv``), a dashed line on N_fg, N_bg and lambda marks the teacher-minus-baseline
-    difference: where a student that copied the teacher would sit."""
+    difference: where a student that copied the teacher would sit. With an ``architecture``
+    column (:func:`stack_architectures`), one row of panels per architecture."""
     data = differences[differences["layer"] == layer].copy()
     data["seed"] = data["seed"].astype(str)
     metrics = [m for m, _, _ in REPORTED if m in set(data["metric"])]
     students = list(dict.fromkeys(data["student"]))
     colours = dict(zip(students, sns.color_palette(palette, len(students))))
-    fig, axes = plt.subplots(1, len(metrics), figsize=(ax_size * len(metrics), ax_size + 0.6), squeeze=False)
-    for ax, metric in zip(axes[0], metrics):
-        of_metric = data[data["metric"] == metric]
-        seeds = [s for s in dict.fromkeys(of_metric["seed"]) if s != "pooled"] + ["pooled"]
-        for j, student in enumerate(students):
-            rows = of_metric[of_metric["student"] == student].set_index("seed").reindex(seeds)
-            x = np.arange(len(seeds)) + (j - (len(students) - 1) / 2) * 0.2
-            err = np.vstack([rows["difference"] - rows["ci_low"], rows["ci_high"] - rows["difference"]])
-            ax.errorbar(x, rows["difference"], yerr=np.nan_to_num(err), fmt="o", color=colours[student],
-                        label=NETWORK_LABELS.get(student, student), capsize=2, markersize=4)
-            ax.plot(x[-1:], rows["difference"].to_numpy()[-1:], "D", color=colours[student], markersize=7)
-        direction = of_metric["direction"].iloc[0]
-        ax.axhline(0.0, color="black", linewidth=0.8)
-        if teacher is not None:
-            ref = teacher[(teacher["layer"] == layer) & (teacher["metric"] == metric)]
-            if len(ref):
-                ax.axhline(float(ref["teacher_minus_baseline"].iloc[0]), color="grey", linestyle="--",
-                           linewidth=1.0, label="teacher - baseline")
-        ylim = ax.get_ylim()
-        ax.axhspan(0, ylim[1] if direction == "up" else ylim[0], color="green", alpha=0.08, linewidth=0)
-        ax.set_ylim(ylim)
-        ax.set_xticks(np.arange(len(seeds)), [f"seed {s}" if s != "pooled" else "pooled" for s in seeds],
-                      rotation=45, fontsize=7)
-        ax.set_title(f"{METRIC_LABELS[metric]} ({'up' if direction == 'up' else 'down'})", fontsize=9)
-    axes[0, 0].set_ylabel("student - baseline")
+    blocks = ([(None, data, teacher)] if "architecture" not in data else
+              [(arch, block, None if teacher is None else teacher[teacher["architecture"] == arch])
+               for arch, block in data.groupby("architecture", sort=False)])
+    fig, axes = plt.subplots(len(blocks), len(metrics), squeeze=False,
+                             figsize=(ax_size * len(metrics), (ax_size + 0.6) * len(blocks)))
+    for row, (arch, block, of_teacher) in zip(axes, blocks):
+        for ax, metric in zip(row, metrics):
+            _difference_panel(ax, block[block["metric"] == metric], metric, layer, students, colours,
+                              of_teacher)
+        row[0].set_ylabel("student - baseline" if arch is None else f"{arch}\nstudent - baseline")
     legend = {}
-    for ax in axes[0]:  # the teacher's line is on some panels only
+    for ax in axes.flat:  # the teacher's line is on some panels only
         for handle, label in zip(*ax.get_legend_handles_labels()):
             legend.setdefault(label, handle)
     axes[0, -1].legend(legend.values(), legend.keys(), fontsize=7, loc="best")
@@ -235,6 +261,44 @@ def plot_differences(differences: pd.DataFrame, layer: str, *, palette: str = "c
                  f"(shade: the paper's direction)", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def _difference_panel(ax, of_metric: pd.DataFrame, metric: str, layer: str, students: list[str],
+                      colours: dict, teacher: pd.DataFrame | None) -> None:
+    """One panel of :func:`plot_differences`: one metric's differences, per seed and pooled."""
+    seeds = [s for s in dict.fromkeys(of_metric["seed"]) if s != "pooled"] + ["pooled"]
+    for j, student in enumerate(students):
+        rows = of_metric[of_metric["student"] == student].set_index("seed").reindex(seeds)
+        x = np.arange(len(seeds)) + (j - (len(students) - 1) / 2) * 0.2
+        err = np.vstack([rows["difference"] - rows["ci_low"], rows["ci_high"] - rows["difference"]])
+        ax.errorbar(x, rows["difference"], yerr=np.nan_to_num(err), fmt="o", color=colours[student],
+                    label=NETWORK_LABELS.get(student, student), capsize=2, markersize=4)
+        ax.plot(x[-1:], rows["difference"].to_numpy()[-1:], "D", color=colours[student], markersize=7)
+    direction = of_metric["direction"].iloc[0]
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    if teacher is not None:
+        ref = teacher[(teacher["layer"] == layer) & (teacher["metric"] == metric)]
+        if len(ref):
+            ax.axhline(float(ref["teacher_minus_baseline"].iloc[0]), color="grey", linestyle="--",
+                       linewidth=1.0, label="teacher - baseline")
+    ylim = ax.get_ylim()
+    ax.axhspan(0, ylim[1] if direction == "up" else ylim[0], color="green", alpha=0.08, linewidth=0)
+    ax.set_ylim(ylim)
+    ax.set_xticks(np.arange(len(seeds)), [f"seed {s}" if s != "pooled" else "pooled" for s in seeds],
+                  rotation=45, fontsize=7)
+    ax.set_title(f"{METRIC_LABELS[metric]} ({'up' if direction == 'up' else 'down'})", fontsize=9)
+
+
+def stack_architectures(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """One table of an architecture axis from each architecture's own (its output tree's
+    ``hypotheses.csv``, ``premise.csv``, ...): the rows in the given order, an ``architecture``
+    column first. A table that already has that column is refused (stacked twice)."""
+    frames = []
+    for arch, table in tables.items():
+        if "architecture" in table:
+            raise ValueError(f"the {arch} table already has an architecture column")
+        frames.append(table.assign(architecture=arch)[["architecture", *table.columns]])
+    return pd.concat(frames, ignore_index=True)
 
 
 def plot_sweep(sweep: pd.DataFrame, parameter: str, *, palette: str = "colorblind",
@@ -339,7 +403,8 @@ def verdict_table(hypotheses: pd.DataFrame, confidence: float) -> pd.DataFrame:
         holm=hypotheses["holm_p"].map(_p_value),
         pairs=[f"{n}" + (f" ({k} dropped)" if k else "") for n, k in
                zip(hypotheses["n_pairs"], hypotheses["n_dropped"])],
-    )[["layer", "network", "hypothesis", "metric", "student", "baseline", "difference", "p", "holm",
+    )[(["architecture"] if "architecture" in hypotheses else []) +
+      ["layer", "network", "hypothesis", "metric", "student", "baseline", "difference", "p", "holm",
        "pairs", "verdict"]]
     return verdicts.rename(columns={"difference": f"difference [{level} CI]", "p": "permutation p",
                                     "holm": "Holm p", "pairs": "image pairs"})
@@ -382,13 +447,13 @@ def front_page_rst(*, tree: str, hypotheses: pd.DataFrame, premise: pd.DataFrame
     import base64
     import html
 
-    students = list(dict.fromkeys(hypotheses["student"]))
-    sentence, held = premise_sentence(premise, students + ["baseline"])
+    sentence, held = _premise_of(hypotheses, premise)
     verdicts = verdict_table(hypotheses, confidence)
     # The answer first in the narrow column Snakemake gives the description: the verdict beside
     # the metric, then the numbers behind it.
-    first = ["metric", "verdict", f"difference [{100 * confidence:g}% CI]", "student", "baseline",
-             "network", "layer"]
+    first = (["architecture"] if "architecture" in verdicts else []) + [
+        "metric", "verdict", f"difference [{100 * confidence:g}% CI]", "student", "baseline", "network",
+        "layer"]
     verdicts = verdicts[first + [c for c in verdicts.columns if c not in first + ["hypothesis"]]]
     table = verdicts.to_html(index=False, border=0, classes="verdicts", escape=True)
     seeds = int(hypotheses["n_seeds"].max())
@@ -573,4 +638,60 @@ def summary_markdown(*, command: str, tree: str, hypotheses: pd.DataFrame, premi
         _markdown_table(stage_times),
         "",
     ]
+    return "\n".join(lines)
+
+
+def architectures_summary(*, command: str, config_name: str, hypotheses: pd.DataFrame,
+                          premise: pd.DataFrame, confidence: float, summaries: Mapping[str, str],
+                          trees: Mapping[str, str]) -> str:
+    """``results/summary.md`` of an architecture axis (config ``architectures``): the premise and
+    the verdicts of every architecture, one block each, a line per hypothesis across them, then
+    each architecture's own summary.
+
+    Args:
+        command: the command that made it.
+        config_name: the config file(s) it read.
+        hypotheses, premise: the stacked tables (:func:`stack_architectures`).
+        summaries: architecture -> the text of its tree's ``summary.md``.
+        trees: architecture -> its output tree (``results/small_vgg``).
+    """
+    sentence, held = _premise_of(hypotheses, premise)
+    level = f"{100 * confidence:g}%"
+    across = []
+    for (layer, student, metric), rows in hypotheses.groupby(["layer", "student", "metric"], sort=False):
+        verdicts = ", ".join(f"{r.verdict} ({r.architecture})" for r in rows.itertuples())
+        same = rows["verdict"].nunique() == 1
+        across.append(f"- {METRIC_LABELS[metric]} ({rows['direction'].iloc[0]}), "
+                      f"{NETWORK_LABELS.get(student, student).lower()}, layer {layer}: {verdicts}"
+                      + ("" if same else "; **the architectures disagree**") + ".")
+    lines = [
+        f"# Results: {len(summaries)} architectures",
+        "",
+        f"Made by `{command}` from `{config_name}` (rule `architectures_summary`). Each "
+        f"architecture ran the whole pipeline in its own output tree "
+        f"({', '.join(f'`{t}/`' for t in trees.values())}); the tables here stack theirs "
+        f"(`results/tables/hypotheses.csv`, `premise.csv`, with an `architecture` column), and "
+        f"each tree's own summary follows. Holm's adjustment is within an architecture.",
+        "",
+        "## Premise",
+        "",
+        f"{'Held' if held else '**Not held**'} for {'every' if held else 'some'} architecture: "
+        f"{sentence}.",
+        "",
+        "## Verdicts by architecture",
+        "",
+        f"Pooled over seeds within each architecture; {level} intervals; every row is shown, "
+        f"whatever it says.",
+        "",
+        _markdown_table(verdict_table(hypotheses, confidence)),
+        "",
+        "Across architectures:",
+        "",
+        *across,
+        "",
+    ]
+    for arch, text in summaries.items():
+        body = text.split("\n", 1)[1] if text.startswith("# ") else text
+        lines += [f"## {arch} (`{trees[arch]}/summary.md`)", "",
+                  *[("#" + line if line.startswith("#") else line) for line in body.strip().splitlines()], ""]
     return "\n".join(lines)

@@ -1,6 +1,8 @@
 """Config validation, the output trees, and the names every rule file shares.
 
-Paths: every output lives in an output tree, ``results/`` for a plain config, or
+Paths: every output lives in an output tree, ``results/`` for a plain config,
+``results/<architecture>/`` per architecture of an architecture axis (config ``architectures``;
+the stacked tables, table, forest plot and summary of all of them at ``results/``), or
 ``results/<parameter>_<value>/`` per value of a sweep (config ``sweep``); inside a tree, each seed
 has ``seed_<seed>/`` (train/, features/, quantify/, tables/), and the pooled tables, figures and
 summary sit at the tree's top. Logs and benchmarks mirror that under ``logs/``.
@@ -14,7 +16,7 @@ import pandas as pd
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
-from kdconcepts.config import config_file_problems, config_problems, load_schema
+from kdconcepts.config import architecture_configs, config_file_problems, config_problems, load_schema
 from kdconcepts.schedule import choose, early_epochs, late_epochs, needs_another_round
 
 min_version("9.0")
@@ -65,7 +67,9 @@ def _key_sorted(node):
 
 
 # Rules hand config sections to `params:`, which Snakemake compares as text: sorting the keys
-# keeps a reordered (but equal) config file from rerunning jobs.
+# keeps a reordered (but equal) config file from rerunning jobs. (The architectures keep the
+# order they are written in, for the tables and the summary.)
+ARCHITECTURE_ORDER = list(config.get("architectures") or [])
 _canonical = _key_sorted(config)
 config.clear()
 config.update(_canonical)
@@ -85,18 +89,34 @@ CANDIDATES = int(config["quantify"]["candidates"])
 
 
 def _trees():
-    """Output tree -> its prepared target data and the DVC stage that makes it."""
-    dataset, sweep = config["dataset"], config["sweep"]
+    """Output tree -> its prepared target data, the DVC stage that makes it, the sweep value
+    and the architecture."""
+    dataset, sweep, axis = config["dataset"], config["sweep"], config["architectures"]
+    if axis:
+        return {f"results/{arch}": {"root": dataset["root"], "stage": dataset["dvc_stage"], "value": None,
+                                    "arch": arch} for arch in ARCHITECTURE_ORDER}
     if not sweep:
-        return {"results": {"root": dataset["root"], "stage": dataset["dvc_stage"], "value": None}}
+        return {"results": {"root": dataset["root"], "stage": dataset["dvc_stage"], "value": None,
+                            "arch": config["architecture"]}}
     return {f"results/{sweep['parameter']}_{value}": {
                 "root": sweep["root"].format(value=value),
-                "stage": f"{sweep['dvc_stage']}@{value}", "value": value}
+                "stage": f"{sweep['dvc_stage']}@{value}", "value": value, "arch": config["architecture"]}
             for value in sweep["values"]}
 
 
 TREES = _trees()
+ARCHITECTURE_AXIS = bool(config["architectures"])
+_ARCH_CONFIGS = architecture_configs(config)
 PRETRAIN_ROOT = config["dataset"]["pretrain_root"]
+# One pre-training per tree, fine-tuned by every seed (teacher.shared_pretrain), made with the
+# first seed: that seed's teacher is the same network as with its own pre-training.
+SHARED_PRETRAIN = config["teacher"]["init"] == "pretrain" and config["teacher"]["shared_pretrain"]
+
+
+def tree_config(tree):
+    """The config of an output tree: the run's, with its architecture's own rates (architecture
+    axis) or as it is."""
+    return _ARCH_CONFIGS[TREES[tree]["arch"]]
 
 
 def _alternatives(values):

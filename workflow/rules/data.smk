@@ -6,8 +6,10 @@
 def _data_stages():
     """DVC stage -> the prepared folders it makes that this config reads, in run order."""
     stages = {config["dataset"]["dvc_stage"]: [PRETRAIN_ROOT] if PRETRAIN_ROOT else []}
-    for tree in TREES.values():
-        stages.setdefault(tree["stage"], []).insert(0, tree["root"])
+    for tree in TREES.values():  # (the trees of an architecture axis share one root)
+        roots = stages.setdefault(tree["stage"], [])
+        if tree["root"] not in roots:
+            roots.insert(0, tree["root"])
     return {stage: roots for stage, roots in stages.items() if roots}
 
 

@@ -59,9 +59,9 @@ rule metrics:
         **{name: "{tree}/seed_{seed}/tables/%s.csv" % name for name in SEED_TABLES},
     params:
         paths=_metrics_paths,
-        settings={"metrics": config["metrics"], "grid": config["quantify"]["grid"],
-                  "dataset": config["dataset"]["name"], "architecture": config["architecture"],
-                  "networks": NETWORKS, "checkpoints": EPOCHS},
+        settings=lambda w: {"metrics": config["metrics"], "grid": config["quantify"]["grid"],
+                            "dataset": config["dataset"]["name"], "architecture": TREES[w.tree]["arch"],
+                            "networks": NETWORKS, "checkpoints": EPOCHS},
         data_root=lambda w: data_root(w.tree),
     log:
         "logs/{tree}/seed_{seed}/metrics.log",

@@ -16,6 +16,13 @@ REPORT_FIGURES = [f for tree in TREES for f in _tree_figures(tree)]
 SWEEP_OUTPUTS = (
     [f"results/figures/sweep_{config['sweep']['parameter']}.{FIG_EXT}",
      f"results/tables/sweep_{config['sweep']['parameter']}.csv"] if config["sweep"] else [])
+# An architecture axis: its trees' tables stacked, one table, forest plot and summary for all.
+STACKED_TABLES = ("hypotheses", "premise", "teacher", "differences")
+AXIS_OUTPUTS = (
+    [*(f"results/tables/{name}.csv" for name in STACKED_TABLES), "results/tables/table.tex",
+     "results/summary.md", "results/report_front.rst",
+     *expand("results/figures/{layer}/differences.%s" % FIG_EXT, layer=LAYERS)]
+    if ARCHITECTURE_AXIS else [])
 
 
 rule table:
@@ -27,7 +34,7 @@ rule table:
         "{tree}/tables/table.tex",
     params:
         dataset=config["dataset"]["name"],
-        architecture=config["architecture"],
+        architecture=lambda w: TREES[w.tree]["arch"],
         confidence=config["metrics"]["confidence"],
     log:
         "logs/{tree}/report/table.log",
@@ -163,11 +170,13 @@ rule report_front:
 
 
 # The front page of `snakemake --report`: the answer of a plain config's tree (premise, verdicts,
-# forest plot; rule report_front) once it exists, else, and for a sweep's several trees, the
-# fixed description. (Snakemake renders the page from this reStructuredText file at report
+# forest plot; rule report_front), or of every architecture of an axis (rule
+# architectures_front), once it exists, else, and for a sweep's several trees, the fixed
+# description. (Snakemake renders the page from this reStructuredText file at report
 # time, so it can be a result; a report item could not be shown before the workflow graph.)
 REPORT_FRONTS = [f"{tree}/report_front.rst" for tree in TREES]
-_FRONT = os.path.abspath(REPORT_FRONTS[0]) if not config["sweep"] and os.path.exists(REPORT_FRONTS[0]) else None
+_FRONT_FILE = "results/report_front.rst" if ARCHITECTURE_AXIS else REPORT_FRONTS[0]
+_FRONT = os.path.abspath(_FRONT_FILE) if not config["sweep"] and os.path.exists(_FRONT_FILE) else None
 report: _FRONT or "../report/workflow.rst"
 
 
@@ -195,3 +204,81 @@ if config["sweep"]:
             "logs/benchmarks/report/sweep.tsv"
         script:
             "../scripts/figure_sweep.py"
+
+
+if ARCHITECTURE_AXIS:
+
+    def _of_trees(name):
+        return {TREES[tree]["arch"]: f"{tree}/tables/{name}.csv" for tree in TREES}
+
+    rule architectures_tables:
+        input:
+            **{name: list(_of_trees(name).values()) for name in STACKED_TABLES},
+        output:
+            **{name: f"results/tables/{name}.csv" for name in STACKED_TABLES},
+            table="results/tables/table.tex",
+        params:
+            tables={name: _of_trees(name) for name in STACKED_TABLES},
+            dataset=config["dataset"]["name"],
+            confidence=config["metrics"]["confidence"],
+        log:
+            "logs/results/report/architectures_tables.log",
+        benchmark:
+            "logs/benchmarks/results/report/architectures_tables.tsv"
+        script:
+            "../scripts/architectures_tables.py"
+
+    rule architectures_figure:
+        input:
+            differences="results/tables/differences.csv",
+            teacher="results/tables/teacher.csv",
+        output:
+            report(
+                "results/figures/{layer}/differences.%s" % FIG_EXT,
+                caption="../report/architectures.rst",
+                category="Figures",
+                subcategory="all architectures, layer {layer}",
+            ),
+        params:
+            settings=config["report"],
+            confidence=config["metrics"]["confidence"],
+        log:
+            "logs/results/report/{layer}/architectures_differences.log",
+        benchmark:
+            "logs/benchmarks/results/report/{layer}/architectures_differences.tsv"
+        script:
+            "../scripts/figure_differences.py"
+
+    rule architectures_summary:
+        input:
+            hypotheses="results/tables/hypotheses.csv",
+            premise="results/tables/premise.csv",
+            summaries=[f"{tree}/summary.md" for tree in TREES],
+        output:
+            "results/summary.md",
+        params:
+            trees={TREES[tree]["arch"]: tree for tree in TREES},
+            confidence=config["metrics"]["confidence"],
+            config_files=[os.path.relpath(f, workflow.basedir) for f in workflow.configfiles],
+        log:
+            "logs/results/report/architectures_summary.log",
+        benchmark:
+            "logs/benchmarks/results/report/architectures_summary.tsv"
+        script:
+            "../scripts/architectures_summary.py"
+
+    rule architectures_front:
+        input:
+            hypotheses="results/tables/hypotheses.csv",
+            premise="results/tables/premise.csv",
+            figures=expand("results/figures/{layer}/differences.%s" % FIG_EXT, layer=LAYERS),
+        output:
+            "results/report_front.rst",
+        params:
+            confidence=config["metrics"]["confidence"],
+        log:
+            "logs/results/report/architectures_front.log",
+        benchmark:
+            "logs/benchmarks/results/report/architectures_front.tsv"
+        script:
+            "../scripts/report_front.py"

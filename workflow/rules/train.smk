@@ -3,11 +3,23 @@
 # baseline. The seed comes from the path; each seed is an independent replicate.
 
 
-def _train_settings(*sections):
-    """The config subsets a training job depends on (changing one reruns the job)."""
-    settings = {key: config[key] for key in ("device", "threads", "dataset", "architecture", "layers",
-                                             "optimizer", "augment", "checkpoints", "training")}
-    settings.update({key: config[key] for key in sections})
+def _train_settings(tree, *sections):
+    """The config subsets a training job of an output tree depends on (changing one reruns the
+    job); the architecture and rates are the tree's."""
+    of_tree = tree_config(tree)
+    settings = {key: of_tree[key] for key in ("device", "threads", "dataset", "architecture", "layers",
+                                              "optimizer", "augment", "checkpoints", "training")}
+    settings.update({key: of_tree[key] for key in sections})
+    return settings
+
+
+def _pretrain_settings(tree):
+    """What the shared pre-training depends on: not the layers, checkpoints or target schedules."""
+    of_tree = tree_config(tree)
+    settings = {key: of_tree[key] for key in ("device", "threads", "architecture", "optimizer", "augment",
+                                              "training")}
+    settings.update(pretrain=of_tree["teacher"]["pretrain"], normalize=of_tree["dataset"]["normalize"],
+                    pretrain_root=PRETRAIN_ROOT, seed=SEEDS[0])
     return settings
 
 
@@ -28,7 +40,9 @@ def _train_outputs(folder, epochs):
 
 def _teacher_inputs(w):
     inputs = {"data": data_ready(data_root(w.tree))}
-    if config["teacher"]["init"] == "pretrain":
+    if SHARED_PRETRAIN:
+        inputs["pretrained"] = f"{w.tree}/pretrain/final.pt"
+    elif config["teacher"]["init"] == "pretrain":
         inputs["pretrain"] = data_ready(PRETRAIN_ROOT)
     if config["teacher"]["init"] == "imagenet" and config["teacher"]["weights"]:
         inputs["weights"] = config["teacher"]["weights"]
@@ -48,13 +62,33 @@ def _student_inputs(w):
     return inputs
 
 
+rule teacher_pretrain:
+    input:
+        pretrain=data_ready(PRETRAIN_ROOT) if PRETRAIN_ROOT else [],
+    output:
+        final="{tree}/pretrain/final.pt",
+        train_log="{tree}/pretrain/train_log.jsonl",
+        metrics="{tree}/pretrain/metrics.json",
+    params:
+        settings=lambda w: _pretrain_settings(w.tree),
+    threads: config["threads"]
+    resources:
+        **compute_resources(),
+    log:
+        "logs/{tree}/pretrain.log",
+    benchmark:
+        "logs/benchmarks/{tree}/train/pretrain.tsv"
+    script:
+        "../scripts/pretrain_teacher.py"
+
+
 rule teacher:
     input:
         unpack(_teacher_inputs),
     output:
         **_train_outputs("{tree}/seed_{seed}/train/teacher", _teacher_epochs()),
     params:
-        settings=_train_settings("teacher"),
+        settings=lambda w: _train_settings(w.tree, "teacher"),
         data_root=lambda w: data_root(w.tree),
         pretrain_root=PRETRAIN_ROOT,
     threads: config["threads"]
@@ -75,7 +109,7 @@ rule teacher_features:
     output:
         "{tree}/seed_{seed}/features/{layer}/teacher_train.pt",
     params:
-        settings=_train_settings("distilled_student"),
+        settings=lambda w: _train_settings(w.tree, "distilled_student"),
         data_root=lambda w: data_root(w.tree),
     threads: config["threads"]
     resources:
@@ -94,7 +128,7 @@ rule distilled_student:
     output:
         **_train_outputs("{tree}/seed_{seed}/train/distilled_student/{layer}", EPOCHS),
     params:
-        settings=_train_settings("distilled_student", "teacher"),
+        settings=lambda w: _train_settings(w.tree, "distilled_student", "teacher"),
         data_root=lambda w: data_root(w.tree),
     threads: config["threads"]
     resources:
@@ -114,7 +148,7 @@ rule logit_student:
     output:
         **_train_outputs("{tree}/seed_{seed}/train/logit_student", EPOCHS),
     params:
-        settings=_train_settings("logit_student", "teacher"),
+        settings=lambda w: _train_settings(w.tree, "logit_student", "teacher"),
         data_root=lambda w: data_root(w.tree),
     threads: config["threads"]
     resources:
@@ -133,7 +167,7 @@ rule baseline:
     output:
         **_train_outputs("{tree}/seed_{seed}/train/baseline", EPOCHS),
     params:
-        settings=_train_settings("baseline"),
+        settings=lambda w: _train_settings(w.tree, "baseline"),
         data_root=lambda w: data_root(w.tree),
     threads: config["threads"]
     resources:

@@ -1,4 +1,5 @@
-"""Snakemake script (rule ``teacher``): pre-train and fine-tune the teacher of one seed."""
+"""Snakemake script (rule ``teacher``): pre-train (or take the tree's shared pre-training) and
+fine-tune the teacher of one seed."""
 
 from kdconcepts.data import load_split
 from kdconcepts.runtime import job_logging
@@ -9,6 +10,7 @@ settings = {**smk.params.settings, "seed": int(smk.wildcards.seed)}
 with job_logging(smk.log[0], threads=smk.threads):
     teacher = settings["teacher"]
     pretrain_root = smk.params.pretrain_root if teacher["init"] == "pretrain" else None
+    pretrained = smk.input.get("pretrained")  # teacher.shared_pretrain: fine-tune it
     options = RunOptions.from_settings(settings, data_hash=dataset_hash(smk.params.data_root, pretrain_root))
     train_teacher(
         smk.output.final.rsplit("/", 1)[0],
@@ -16,7 +18,9 @@ with job_logging(smk.log[0], threads=smk.threads):
         train=load_split(smk.params.data_root, "train", normalize=settings["dataset"]["normalize"]),
         test=load_split(smk.params.data_root, "test", normalize=settings["dataset"]["normalize"]),
         init=teacher["init"],
-        pretrain_data=load_split(pretrain_root, "train", normalize=settings["dataset"]["normalize"]) if pretrain_root else None,
+        pretrain_data=(load_split(pretrain_root, "train", normalize=settings["dataset"]["normalize"])
+                       if pretrain_root and not pretrained else None),
+        pretrained=pretrained,
         pretrain=Phase.from_mapping(teacher["pretrain"]) if pretrain_root else None,
         weights=teacher["weights"],
         finetune=Phase.from_mapping(teacher["finetune"]),

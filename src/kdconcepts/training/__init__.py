@@ -22,8 +22,8 @@ from kdconcepts.training.augment import Augment
 from kdconcepts.training.distance import WeightDistance
 from kdconcepts.training.loop import (PROGRESS_LOG, RESUME_CHECKPOINTS, RESUME_FILE, Phase, RunOptions,
                                       dataset_hash, log_linear_lr, settings_hash)
-from kdconcepts.training.regimes import (REGIMES, get_regime, train_baseline, train_distilled_student,
-                                         train_logit_student, train_teacher)
+from kdconcepts.training.regimes import (REGIMES, get_regime, pretrain_teacher, train_baseline,
+                                         train_distilled_student, train_logit_student, train_teacher)
 
 #: Analysed network -> the regime that trains it.
 NETWORK_REGIMES = {"teacher": "teacher", "distilled_student": "feature_distillation",
@@ -44,6 +44,7 @@ __all__ = [
     "get_regime",
     "load_checkpoint",
     "log_linear_lr",
+    "pretrain_teacher",
     "save_checkpoint",
     "settings_hash",
     "train_baseline",

@@ -229,6 +229,9 @@ class Job:
     distance_rows: list[dict] = field(default_factory=list)
     resume: dict | None = None
     on_epoch_end: Callable[[str, int], None] | None = None
+    # The role whose batches and dropout masks this job draws (its own by default): the shared
+    # pre-training draws the teacher's, so that it is the pre-training of its seed's teacher.
+    seed_role: str | None = None
 
     def autocast(self):
         if self.device.type != "cuda" or self.options.precision == "fp32":
@@ -445,7 +448,7 @@ def _train_epoch(job: Job, phase: str, epoch: int, epochs: int, *, model: nn.Mod
                  scaler, tracker: WeightDistance | None, frozen: Sequence[nn.Module]) -> _Epoch:
     """One pass over ``data`` in the epoch's seeded order, with its augmentation draws."""
     n = len(data.images)
-    epoch_seed = derived_seed(job.options.seed, job.role, job.layer, phase, epoch)
+    epoch_seed = derived_seed(job.options.seed, job.seed_role or job.role, job.layer, phase, epoch)
     torch.manual_seed(epoch_seed)  # dropout masks
     generator = torch.Generator().manual_seed(epoch_seed)
     order = torch.randperm(n, generator=generator)
