@@ -10,7 +10,7 @@ after the other on the same machine,
 
 ``snakemake --cores N --configfile CONFIG [OVERLAY ...]``. It prints, per run, the wall time,
 the CPU time of all its processes (user + sys), the jobs, and the maps and single-sample passes
-of ``results/tables/work.csv``; then the ratios default / exhaustive. Both runs must have
+of every output tree's ``tables/work.csv``; then the ratios default / exhaustive. Both runs must have
 evaluated the same images with equal ``metrics``, ``per_image``, ``images`` and ``hypotheses``
 tables (per seed and pooled); it exits with 1 if not. Nothing else should run on the machine:
 wall time carries every other load, CPU time barely does.
@@ -65,7 +65,9 @@ def run_dag(name: str, clone: Path, configfiles: list[str], cores: int) -> dict:
     wall, cpu = time.monotonic() - wall0, _cpu_of_children() - cpu0
     if process.returncode != 0:
         raise SystemExit(f"[{name}] snakemake failed (exit {process.returncode}); see {log_path}")
-    work = pd.read_csv(clone / "results/tables/work.csv")
+    # Every output tree's pooled work table (one tree, or one per architecture or sweep value).
+    work = pd.concat([pd.read_csv(path) for path in sorted((clone / "results").glob("**/tables/work.csv"))
+                      if not any(part.startswith("seed_") for part in path.parts)])
     return {"run": name, "wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "jobs": jobs,
             "maps": int(work["maps"].sum()), "sample_passes": int(work["sample_passes"].sum())}
 

@@ -116,8 +116,8 @@ class SmallResNet(nn.Module):
     (``classifier``, hidden 256 like the small VGG). So its ``conv``, ``fc1`` and ``fc2`` taps
     sit where a paper ResNet's do: ``conv`` is the second extra block's BatchNorm output.
 
-    The widths are the time budget's: at 32/64/128 a training step cost 1.7x the small VGG's
-    and a quantification pass 1.8x, at 16/32/64 0.6x each (one core, measured side by side;
+    The widths are the time budget's: at 32/64/128 a training image cost 1.74x the small VGG's
+    and a quantification pass 1.64x, at 16/32/64 0.62x and 0.55x (``benchmarks/arch_cost.py``,
     docs/ARTIFACT_EVALUATION.md), which lets two architectures share the default's budget.
     """
 
