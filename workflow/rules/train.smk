@@ -1,6 +1,8 @@
 # Training (SPEC sections 1 and 4), per output tree and seed: the teacher, its features at each
 # analysed layer, the distilled student per layer, the logit student (when listed) and the
-# baseline. The seed comes from the path; each seed is an independent replicate.
+# baseline. The seed comes from the path; each seed is a replicate. With teacher.shared_pretrain,
+# the teacher's pre-training is one job per tree (rule teacher_pretrain, with the first seed),
+# which every seed's teacher fine-tunes, as the paper fine-tunes one ImageNet model.
 
 
 def _train_settings(tree, *sections):
