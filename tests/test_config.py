@@ -115,6 +115,9 @@ def test_architecture_axis_gives_each_tree_its_rates_and_shares_the_rest():
     assert resnet["baseline"] == {**cfg["baseline"], "lr_start": 0.1, "lr_end": 0.01}
     assert resnet["teacher"]["finetune"] == {**cfg["teacher"]["finetune"], "lr_start": 0.01, "lr_end": 0.001}
     assert resnet["distilled_student"]["head"] == {**cfg["distilled_student"]["head"], "lr": 0.1}
+    # The one shared pre-training may have its own length: 18 epochs for the VGG, 14 for the ResNet.
+    assert (vgg["teacher"]["pretrain"]["epochs"], resnet["teacher"]["pretrain"]["epochs"]) == (18, 14)
+    assert resnet["teacher"]["pretrain"]["batch_size"] == cfg["teacher"]["pretrain"]["batch_size"]
     assert {k: v for k, v in resnet.items() if k not in ("architecture", "teacher", "distilled_student", "baseline")} \
         == {k: v for k, v in cfg.items() if k not in ("architecture", "teacher", "distilled_student", "baseline")}
     assert cfg["architecture"] == "small_vgg" and cfg["baseline"]["lr_start"] == 0.01  # not changed in place
