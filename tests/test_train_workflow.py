@@ -144,6 +144,7 @@ def test_training_rules_run_end_to_end(repo_copy):
     (repo_copy / "dvc.yaml").write_text(yaml.safe_dump(dvc, sort_keys=False))
     cfg["dataset"].update(dvc_stage="tiny", root="data/tiny/target", pretrain_root="data/tiny/pretrain")
     cfg["seeds"] = [0]
+    cfg["architectures"] = None  # one tree, results/ (the shared pre-training runs as rule teacher_pretrain)
     cfg["layers"] = ["conv", "fc2"]
     cfg["threads"] = 1
     cfg["teacher"]["pretrain"].update(epochs=1, batch_size=8)
@@ -157,6 +158,10 @@ def test_training_rules_run_end_to_end(repo_copy):
                "results/seed_0/train/distilled_student/fc2/final.pt"]
     run = snakemake(repo_copy, *targets, "--cores", "1", "--configfile", "tiny.yaml")
     assert run.returncode == 0, (run.stdout[-3000:], run.stderr[-3000:])
+    # One pre-training (rule teacher_pretrain, teacher.shared_pretrain), which the teacher fine-tuned.
+    assert json.loads((repo_copy / "results/pretrain/metrics.json").read_text())["role"] == "pretrain"
+    assert json.loads((repo_copy / "results/seed_0/train/teacher/metrics.json").read_text())["pretrained"] \
+        == "results/pretrain/final.pt"
     train = repo_copy / "results/seed_0/train"
     assert sorted(p.name for p in (train / "teacher").iterdir()) == [
         "epoch_000.pt", "epoch_001.pt", "final.pt", "metrics.json", "train_log.jsonl", "weight_distance.csv"]
