@@ -91,9 +91,8 @@ def _premise_of(hypotheses: pd.DataFrame, premise: pd.DataFrame) -> tuple[str, b
     networks = list(dict.fromkeys(hypotheses["student"])) + ["baseline"]
     if "architecture" not in hypotheses:
         return premise_sentence(premise, networks)
-    parts = [(arch, *premise_sentence(premise[premise["architecture"] == arch].drop(columns="architecture"),
-                                      networks))
-             for arch in dict.fromkeys(hypotheses["architecture"])]
+    parts = [(arch, *premise_sentence(of_premise, networks))
+             for arch, _, of_premise, _ in _architecture_blocks(hypotheses, premise, None, "")]
     return "; ".join(f"{arch}: {sentence}" for arch, sentence, _ in parts), all(held for *_, held in parts)
 
 
