@@ -30,15 +30,18 @@ def test_default_dag_dry_run(repo_copy):
     trees = len(cfg["architectures"])  # the default's architecture axis: one tree each
     assert trees == 2 and cfg["teacher"]["shared_pretrain"]
     late = late_epochs(cfg["checkpoints"], cfg["metrics"]["late_fraction"])
-    # Before the first round's verdicts exist, the plan holds round 0 of every seed and layer.
-    assert jobs["quantify_late"] == trees * seeds * layers * len(late)  # one job a step for all networks
-    assert jobs["round_verdict"] == trees * seeds * layers
+    # Before the first round's verdicts exist, the plan holds round 0 of every seed and layer:
+    # one job for its late steps and verdict, which makes every network's late table.
+    assert jobs["quantify_round"] == trees * seeds * layers
+    for step in late:
+        assert "round_0/baseline/epoch_%03d.parquet" % step in run.stdout
     assert jobs["teacher_pretrain"] == trees  # one pre-training per tree, for every seed
     for rule in ("teacher", "distilled_student", "baseline", "metrics"):
         assert jobs[rule] == trees * seeds * (layers if rule == "distilled_student" else 1), rule
-    for rule in ("pool", "table", "summary", "figure_differences"):
+    for rule in ("pool", "table", "summary"):
         assert jobs[rule] == trees, rule
-    for rule in ("data_synthetic", "figure_entropy_maps", "figure_concepts_vs_distance", "all",
+    assert jobs["figures"] == trees * layers
+    for rule in ("data_synthetic", "all",
                  "architectures_tables", "architectures_figure", "architectures_summary", "architectures_front"):
         assert rule in jobs, rule
     for arch in cfg["architectures"]:
@@ -180,8 +183,7 @@ def test_smoke_pipeline_end_to_end(smoke, tmp_path):
     changed = snakemake(repo_copy, "-n", "--cores", "2", "--configfile", str(tmp_path / "fig.yaml"))
     assert changed.returncode == 0, changed.stderr[-3000:]
     # (summary.md names the command and its config files, and this one is another file.)
-    assert set(_jobs(changed.stdout)) == {"figure_entropy_maps", "figure_concepts_vs_distance",
-                                          "figure_differences", "report_front", "summary", "all"}
+    assert set(_jobs(changed.stdout)) == {"figures", "report_front", "summary", "all"}
 
     # Another seed: only that seed's jobs and the pooled ones.
     cfg = yaml.safe_load((repo_copy / SMOKE).read_text())

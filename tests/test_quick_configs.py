@@ -31,7 +31,7 @@ def test_quick_configs_dry_run(shipped_dry_runs, config):
     run = shipped_dry_runs[config]
     assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
     stage = yaml.safe_load((ROOT / config).read_text())["dataset"]["dvc_stage"]
-    assert f"data_{stage}" in run.stdout and "quantify_late" in run.stdout
+    assert f"data_{stage}" in run.stdout and "quantify_round" in run.stdout
 
 
 @pytest.mark.slow

@@ -169,8 +169,8 @@ def test_nothing_changed_nothing_reruns_and_more_images_run_only_new_rounds(smok
     run = snakemake(repo, "--cores", "2", "--configfile", one_more)
     assert run.returncode == 0, (run.stdout + run.stderr)[-4000:]
     jobs = _ran(run.stdout + run.stderr)
-    assert not any(rule in ("quantify_late", "round_verdict") + training for rule, _ in jobs), jobs
-    assert {rule for rule, _ in jobs} >= {"quantify_early", "quantify_teacher", "metrics", "pool"}
+    assert not any(rule in ("quantify_round",) + training for rule, _ in jobs), jobs
+    assert {rule for rule, _ in jobs} >= {"quantify_chosen", "metrics", "pool"}
     for seed in (0, 1):
         chosen = pd.read_csv(repo / f"results/seed_{seed}/quantify/conv/chosen.csv")
         images = pd.read_csv(repo / f"results/seed_{seed}/tables/images.csv")
@@ -183,7 +183,7 @@ def test_nothing_changed_nothing_reruns_and_more_images_run_only_new_rounds(smok
     run = snakemake(repo, "--cores", "2", "--configfile", more)
     assert run.returncode == 0, (run.stdout + run.stderr)[-4000:]
     jobs = _ran(run.stdout + run.stderr)
-    late = [out for rule, out in jobs if rule in ("quantify_late", "round_verdict")]
+    late = [out for rule, out in jobs if rule == "quantify_round"]
     assert late and all("/round_2/" in out for out in late), late
     assert all((repo / p).stat().st_mtime_ns == t for p, t in late_tables.items()), "an old round was recomputed"
     assert not any(rule in training for rule, _ in jobs)
@@ -210,3 +210,12 @@ def test_an_unfinished_schedule_on_disk_is_named_before_pooling(tmp_path):
     second.to_csv(base / "round_1/verdict.csv", index=False)
     [problem] = stale_schedules([tmp_path / "seed_1"], effective=2, **settings)
     assert problem == f"{base / 'chosen.csv'} does not list the images its rounds choose (['a', 'd'])"
+
+
+def test_a_round_whose_networks_have_different_late_checkpoints_is_refused_before_any_work(tmp_path):
+    from kdconcepts.pipeline import quantify_round
+
+    late = {"distilled_student": {90: "a.pt", 150: "b.pt"}, "baseline": {150: "c.pt"}}
+    with pytest.raises(ValueError, match=r"late checkpoints \[150, 90\]"):
+        quantify_round(late, {}, {}, tmp_path, "conv", {"grid": 4}, seed=0, ranks=range(4))
+    assert not list(tmp_path.iterdir())

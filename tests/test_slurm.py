@@ -23,8 +23,8 @@ from conftest import ROOT, copy_repo, workflow_env  # noqa: E402
 
 PROFILE = ROOT / "workflow/profiles/slurm/config.yaml"
 # Rules whose jobs must have gone through sbatch (all the compute-heavy ones).
-CLUSTER_RULES = ("data_synthetic", "teacher", "distilled_student", "baseline", "quantify_late",
-                 "round_verdict", "quantify_early", "metrics")
+CLUSTER_RULES = ("data_synthetic", "teacher", "distilled_student", "baseline", "quantify_round",
+                 "quantify_chosen", "metrics")
 
 
 def test_profile_is_a_usable_slurm_profile():

@@ -2,8 +2,9 @@
 
 SPEC section 1: the student is trained only to mimic the teacher's feature at L (MSE). With no
 augmentation every epoch sees the same inputs, so the teacher's tap output is computed once per
-training image and cached (``results/features/<layer>/teacher_train.pt``); with augmentation
-the trainer computes it online on the same augmented batch instead.
+training image, before training (the pipeline's ``distilled_student`` job does this;
+:func:`save_features` and :func:`load_features` keep them in a file for other uses); with
+augmentation the trainer computes it online on the same augmented batch instead.
 
 Example:
     >>> from kdconcepts.models import build_model, resolve_layer

@@ -19,8 +19,8 @@ from kdconcepts import schedule as S
 from kdconcepts.quantify import downsample_mask
 
 __all__ = ["candidate_ids", "quantify_at", "quantify_all_candidates", "quantify_late_step",
-           "round_verdict", "evaluate_seed", "pool_seeds", "work_table", "entropy_map_panels",
-           "read_table"]
+           "round_verdict", "quantify_round", "evaluate_seed", "pool_seeds", "work_table",
+           "entropy_map_panels", "read_table"]
 
 log = logging.getLogger("kdconcepts")
 
@@ -194,6 +194,43 @@ def round_verdict(oldest: Mapping[str, str | Path], early: Mapping[str, Mapping[
     log.info("candidates %d-%d: %d of %d effective for %s", ranks.start, ranks.stop - 1,
              int(table["effective"].sum()), len(table), ", ".join(oldest))
     return table
+
+
+def quantify_round(late: Mapping[str, Mapping[int, str | Path]],
+                   early: Mapping[str, Mapping[int, str | Path]],
+                   tables: Mapping[str, Mapping[int, str | Path]], data_root: str | Path, layer: str,
+                   quantify_cfg: Mapping, *, seed: int, ranks: range, device: str = "auto",
+                   normalize: str = "dataset", selection: str = "effective") -> pd.DataFrame:
+    """One whole round of the effective-first schedule: :func:`quantify_late_step` at every
+    late checkpoint of every network, newest first, then :func:`round_verdict`.
+
+    Args:
+        late: network -> late epoch -> checkpoint path.
+        early: network -> early epoch -> checkpoint path (the verdict's sigma_f check).
+        tables: network -> late epoch -> where that step's table is written (parquet,
+            atomically, as soon as it is made: the next, older step reads its survivors there).
+
+    Returns:
+        The round's verdict table (see :func:`round_verdict`).
+    """
+    from kdconcepts.runtime import atomic_path
+
+    epochs = sorted({int(e) for by_epoch in late.values() for e in by_epoch}, reverse=True)
+    if any(sorted(map(int, by_epoch)) != sorted(epochs) for by_epoch in late.values()):
+        raise ValueError(f"every network needs the late checkpoints {epochs}: {dict(late)}")
+    newer: dict[str, str | Path] = {}
+    for epoch in epochs:
+        made = {}
+        for network, by_epoch in late.items():
+            table = quantify_late_step(by_epoch[epoch], data_root, layer, quantify_cfg, seed=seed,
+                                       ranks=ranks, newer=newer, device=device, normalize=normalize,
+                                       selection=selection)
+            with atomic_path(tables[network][epoch]) as tmp:
+                table.to_parquet(tmp, index=False)
+            made[network] = tables[network][epoch]
+        newer = made
+    return round_verdict(newer, early, data_root, layer, quantify_cfg, seed=seed, ranks=ranks,
+                         device=device, normalize=normalize, selection=selection)
 
 
 def _weight_distance(path: str | Path, layer: str) -> pd.Series:

@@ -4,7 +4,7 @@ Paths: every output lives in an output tree, ``results/`` for a plain config,
 ``results/<architecture>/`` per architecture of an architecture axis (config ``architectures``;
 the stacked tables, table, forest plot and summary of all of them at ``results/``), or
 ``results/<parameter>_<value>/`` per value of a sweep (config ``sweep``); inside a tree, each seed
-has ``seed_<seed>/`` (train/, features/, quantify/, tables/), and the pooled tables, figures and
+has ``seed_<seed>/`` (train/, quantify/, tables/), and the pooled tables, figures and
 summary sit at the tree's top. Logs and benchmarks mirror that under ``logs/``.
 """
 
@@ -202,12 +202,13 @@ def _walk_rounds(path_of_round):
 def round_verdicts(w):
     """Verdict files of the rounds run so far for (tree, seed, layer), in round order.
 
-    Each is the output of the checkpoint rule ``round_verdict``; asking for one that does not
+    Each is an output of the checkpoint rule ``quantify_round``; asking for one that does not
     exist yet makes Snakemake run that round, then come back here (rounds are a chain of
     checkpoints). Stops at the first round after which no other round is needed.
     """
     def checkpointed(r):
-        return str(checkpoints.round_verdict.get(tree=w.tree, seed=w.seed, layer=w.layer, round=r).output[0]), True
+        job = checkpoints.quantify_round.get(tree=w.tree, seed=w.seed, layer=w.layer, round=r)
+        return str(job.output.verdict), True
 
     return _walk_rounds(checkpointed)[0]
 

@@ -2,13 +2,13 @@
 # schedule of config quantify.schedule (kdconcepts.schedule explains both).
 #
 # effective_first: per (tree, seed, layer) the candidates come in rounds; in round r,
-#   quantify_late        each network's late checkpoints, newest first, survivors only;
-#   round_verdict        (a checkpoint rule) sigma_f at the early checkpoints of the survivors,
-#                        and which candidates are effective for every network;
+#   quantify_round       (a checkpoint rule) each network's late checkpoints, newest first,
+#                        survivors only; then sigma_f at the early checkpoints of the
+#                        survivors, and which candidates are effective for every network;
 #   ... another round while fewer than metrics.effective are effective ...;
 #   choose_images        the first E effective images (chosen.csv);
-#   quantify_early       the chosen images of round r at the early checkpoints;
-#   quantify_teacher     the chosen images of round r at the teacher's final checkpoint.
+#   quantify_chosen      the chosen images of round r at every early checkpoint and at the
+#                        teacher's final checkpoint.
 # exhaustive: quantify_all / quantify_all_teacher: every candidate at every checkpoint.
 
 
@@ -37,79 +37,51 @@ def _round_span(w):
     return [ranks.start, ranks.stop]
 
 
-def _epoch_pattern(epochs):
-    return "|".join("%03d" % e for e in epochs)
-
-
 def _round_table(w, network, epoch):
     return f"{quantify_dir(w.tree, w.seed, w.layer)}/round_{w.round}/{network}/epoch_{int(epoch):03d}.parquet"
 
 
-def _late_inputs(w):
-    """This step's checkpoint of every network (``checkpoint_<network>``) and, but at the newest
-    late checkpoint, the previous (newer) step's tables (``newer_<network>``): their survivors
-    go on."""
-    inputs = {f"checkpoint_{n}": checkpoint_path(w.tree, w.seed, n, w.layer, w.epoch) for n in NETWORKS}
-    newer = [e for e in LATE if e > int(w.epoch)]
-    if newer:
-        inputs.update({f"newer_{n}": _round_table(w, n, min(newer)) for n in NETWORKS})
-    return inputs
+_LATE_TABLE = "{tree}/seed_{seed}/quantify/{layer}/round_{round}/%s/epoch_%03d.parquet"
+_CHOSEN_TABLE = "{tree}/seed_{seed}/quantify/{layer}/round_{round}/%s/chosen_{n_chosen}/%s.parquet"
 
 
-# One job per late step for all networks: they quantify the same survivors, and one job saves
-# the start-up (imports, data) of the others.
-rule quantify_late:
+def _checkpoint(w, network, epoch):
+    return checkpoint_path(w.tree, w.seed, network, w.layer, epoch)
+
+
+def _by_network(w, epochs, path):
+    """network -> epoch -> path(w, network, epoch)."""
+    return {n: {e: path(w, n, e) for e in epochs} for n in NETWORKS}
+
+
+# One job per round (kdconcepts.pipeline.quantify_round): every network's late checkpoints,
+# newest first, survivors only, then the verdict. One job, not one per late step and one for
+# the verdict: a job's start-up (imports, data) costs seconds, and a round's steps are a chain
+# anyway. A checkpoint: whether another round is needed depends on its verdict.
+checkpoint quantify_round:
     input:
-        unpack(_late_inputs),
+        late=lambda w: [_checkpoint(w, n, e) for n in NETWORKS for e in LATE],
+        early=lambda w: [_checkpoint(w, n, e) for n in NETWORKS for e in EARLY],
         data=lambda w: data_ready(data_root(w.tree)),
     output:
-        expand("{{tree}}/seed_{{seed}}/quantify/{{layer}}/round_{{round}}/{network}/epoch_{{epoch}}.parquet",
-               network=NETWORKS),
-    wildcard_constraints:
-        epoch=_epoch_pattern(LATE),
+        verdict="{tree}/seed_{seed}/quantify/{layer}/round_{round}/verdict.csv",
+        late=[_LATE_TABLE % (n, e) for n in NETWORKS for e in LATE],
     params:
         settings=_quantify_settings(),
         data_root=lambda w: data_root(w.tree),
         span=_round_span,
-        networks=NETWORKS,
+        late=lambda w: _by_network(w, LATE, _checkpoint),
+        early=lambda w: _by_network(w, EARLY, _checkpoint),
+        tables=lambda w: _by_network(w, LATE, _round_table),
     threads: config["quantify"]["threads"]
     resources:
         **compute_resources(),
     log:
-        "logs/{tree}/seed_{seed}/quantify/{layer}/round_{round}/late_epoch_{epoch}.log",
+        "logs/{tree}/seed_{seed}/quantify/{layer}/round_{round}/round.log",
     benchmark:
-        "logs/benchmarks/{tree}/seed_{seed}/quantify/{layer}/round_{round}/late_epoch_{epoch}.tsv"
+        "logs/benchmarks/{tree}/seed_{seed}/quantify/{layer}/round_{round}/round.tsv"
     script:
-        "../scripts/quantify_late.py"
-
-
-def _oldest_late(w):
-    """Each network's table at the round's oldest late checkpoint (input names oldest_<network>)."""
-    return {f"oldest_{network}": _round_table(w, network, min(LATE)) for network in NETWORKS}
-
-
-checkpoint round_verdict:
-    input:
-        unpack(_oldest_late),
-        early=lambda w: [checkpoint_path(w.tree, w.seed, n, w.layer, e) for n in NETWORKS for e in EARLY],
-        data=lambda w: data_ready(data_root(w.tree)),
-    output:
-        "{tree}/seed_{seed}/quantify/{layer}/round_{round}/verdict.csv",
-    params:
-        settings=_quantify_settings(),
-        data_root=lambda w: data_root(w.tree),
-        span=_round_span,
-        early=lambda w: {n: {e: checkpoint_path(w.tree, w.seed, n, w.layer, e) for e in EARLY}
-                         for n in NETWORKS},
-    threads: config["quantify"]["threads"]
-    resources:
-        **compute_resources(),
-    log:
-        "logs/{tree}/seed_{seed}/quantify/{layer}/round_{round}/verdict.log",
-    benchmark:
-        "logs/benchmarks/{tree}/seed_{seed}/quantify/{layer}/round_{round}/verdict.tsv"
-    script:
-        "../scripts/round_verdict.py"
+        "../scripts/quantify_round.py"
 
 
 rule choose_images:
@@ -138,45 +110,19 @@ def _first_effective(w, input):
     return verdict.loc[verdict["effective"], "image_id"].head(int(w.n_chosen)).tolist()
 
 
-if EARLY:  # (with every checkpoint late there is nothing to do here)
-
-    # One job per network and round for all its early checkpoints: fewer, longer jobs (a job's
-    # start-up, imports and data loading cost seconds each). The number of the round's images
-    # that are chosen is in the path (chosen_<n>/), so that wanting more images makes new
-    # jobs for the rounds whose choice changed and leaves the others alone.
-    rule quantify_early:
-        input:
-            verdict=_round_verdict,
-            checkpoints=lambda w: [checkpoint_path(w.tree, w.seed, w.network, w.layer, e) for e in EARLY],
-            data=lambda w: data_ready(data_root(w.tree)),
-        output:
-            ["{tree}/seed_{seed}/quantify/{layer}/round_{round}/{network}/chosen_{n_chosen}/epoch_%03d.parquet" % e
-             for e in EARLY],
-        wildcard_constraints:
-            n_chosen=r"\d+",
-        params:
-            settings=_quantify_settings(),
-            data_root=lambda w: data_root(w.tree),
-            images=_first_effective,
-            span=_round_span,
-        threads: config["quantify"]["threads"]
-        resources:
-            **compute_resources(),
-        log:
-            "logs/{tree}/seed_{seed}/quantify/{layer}/round_{round}/{network}/chosen_{n_chosen}/early.log",
-        benchmark:
-            "logs/benchmarks/{tree}/seed_{seed}/quantify/{layer}/round_{round}/{network}/chosen_{n_chosen}/early.tsv"
-        script:
-            "../scripts/quantify_chosen.py"
-
-
-rule quantify_teacher:
+# One job per round for its chosen images at every early checkpoint of every network and at the
+# teacher's final checkpoint (fewer job start-ups). How many of the round's images are chosen is
+# in the path (chosen_<n>/), so that wanting more images makes new jobs for the rounds whose
+# choice changed and leaves the others alone.
+rule quantify_chosen:
     input:
         verdict=_round_verdict,
-        checkpoints=["{tree}/seed_{seed}/train/teacher/final.pt"],
+        checkpoints=lambda w: [_checkpoint(w, n, e) for n in NETWORKS for e in EARLY]
+        + [f"{seed_dir(w.tree, w.seed)}/train/teacher/final.pt"],
         data=lambda w: data_ready(data_root(w.tree)),
     output:
-        "{tree}/seed_{seed}/quantify/{layer}/round_{round}/teacher/chosen_{n_chosen}/final.parquet",
+        [_CHOSEN_TABLE % (n, "epoch_%03d" % e) for n in NETWORKS for e in EARLY]
+        + [_CHOSEN_TABLE % ("teacher", "final")],
     wildcard_constraints:
         n_chosen=r"\d+",
     params:
@@ -188,9 +134,9 @@ rule quantify_teacher:
     resources:
         **compute_resources(),
     log:
-        "logs/{tree}/seed_{seed}/quantify/{layer}/round_{round}/teacher/chosen_{n_chosen}/final.log",
+        "logs/{tree}/seed_{seed}/quantify/{layer}/round_{round}/chosen_{n_chosen}.log",
     benchmark:
-        "logs/benchmarks/{tree}/seed_{seed}/quantify/{layer}/round_{round}/teacher/chosen_{n_chosen}/final.tsv"
+        "logs/benchmarks/{tree}/seed_{seed}/quantify/{layer}/round_{round}/chosen_{n_chosen}.tsv"
     script:
         "../scripts/quantify_chosen.py"
 

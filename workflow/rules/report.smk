@@ -55,59 +55,28 @@ def _final_tables(w):
     return out
 
 
-rule figure_entropy_maps:
+# The three figures of a tree and layer in one job (one start-up: imports, data).
+rule figures:
     input:
         tables=lambda w: [p for paths in _final_tables(w).values() for p in paths],
         per_image="{tree}/tables/per_image.csv",
+        differences="{tree}/tables/differences.csv",
+        teacher="{tree}/tables/teacher.csv",
         data=lambda w: data_ready(data_root(w.tree)),
     output:
-        report(
+        entropy_maps=report(
             "{tree}/figures/{layer}/entropy_maps.%s" % FIG_EXT,
             caption="../report/entropy_maps.rst",
             category="Figures",
             subcategory="{tree}, layer {layer}",
         ),
-    params:
-        settings=config["report"],
-        grid=config["quantify"]["grid"],
-        b=config["metrics"]["b"],
-        data_root=lambda w: data_root(w.tree),
-        tables=_final_tables,
-        seed=SEEDS[0],
-    log:
-        "logs/{tree}/report/{layer}/entropy_maps.log",
-    benchmark:
-        "logs/benchmarks/{tree}/report/{layer}/entropy_maps.tsv"
-    script:
-        "../scripts/figure_entropy_maps.py"
-
-
-rule figure_concepts_vs_distance:
-    input:
-        per_image="{tree}/tables/per_image.csv",
-    output:
-        report(
+        concepts_vs_distance=report(
             "{tree}/figures/{layer}/concepts_vs_distance.%s" % FIG_EXT,
             caption="../report/concepts_vs_distance.rst",
             category="Figures",
             subcategory="{tree}, layer {layer}",
         ),
-    params:
-        settings=config["report"],
-    log:
-        "logs/{tree}/report/{layer}/concepts_vs_distance.log",
-    benchmark:
-        "logs/benchmarks/{tree}/report/{layer}/concepts_vs_distance.tsv"
-    script:
-        "../scripts/figure_concepts_vs_distance.py"
-
-
-rule figure_differences:
-    input:
-        differences="{tree}/tables/differences.csv",
-        teacher="{tree}/tables/teacher.csv",
-    output:
-        report(
+        differences=report(
             "{tree}/figures/{layer}/differences.%s" % FIG_EXT,
             caption="../report/differences.rst",
             category="Figures",
@@ -116,12 +85,17 @@ rule figure_differences:
     params:
         settings=config["report"],
         confidence=config["metrics"]["confidence"],
+        grid=config["quantify"]["grid"],
+        b=config["metrics"]["b"],
+        data_root=lambda w: data_root(w.tree),
+        tables=_final_tables,
+        seed=SEEDS[0],
     log:
-        "logs/{tree}/report/{layer}/differences.log",
+        "logs/{tree}/report/{layer}/figures.log",
     benchmark:
-        "logs/benchmarks/{tree}/report/{layer}/differences.tsv"
+        "logs/benchmarks/{tree}/report/{layer}/figures.tsv"
     script:
-        "../scripts/figure_differences.py"
+        "../scripts/figures.py"
 
 
 rule summary:

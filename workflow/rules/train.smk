@@ -1,6 +1,5 @@
-# Training (SPEC sections 1 and 4), per output tree and seed: the teacher, its features at each
-# analysed layer, the distilled student per layer, the logit student (when listed) and the
-# baseline. The seed comes from the path; each seed is a replicate. With teacher.shared_pretrain,
+# Training (SPEC sections 1 and 4), per output tree and seed: the teacher, the distilled student
+# per analysed layer, the logit student (when listed) and the baseline. The seed comes from the path; each seed is a replicate. With teacher.shared_pretrain,
 # the teacher's pre-training is one job per tree (rule teacher_pretrain, with the first seed),
 # which every seed's teacher fine-tunes, as the paper fine-tunes one ImageNet model.
 
@@ -51,17 +50,10 @@ def _teacher_inputs(w):
     return inputs
 
 
-def _augmented():
-    return config["augment"]["hflip"] or config["augment"]["crop_resize"] is not None
-
-
 def _student_inputs(w):
-    inputs = {"data": data_ready(data_root(w.tree)),
-              "teacher": f"{train_dir(w.tree, w.seed, 'teacher', None)}/final.pt"}
-    if not _augmented():
-        # Without augmentation the teacher's targets are computed once (rule teacher_features).
-        inputs["features"] = f"{seed_dir(w.tree, w.seed)}/features/{w.layer}/teacher_train.pt"
-    return inputs
+    # (Without augmentation the job computes the teacher's targets once, before training.)
+    return {"data": data_ready(data_root(w.tree)),
+            "teacher": f"{train_dir(w.tree, w.seed, 'teacher', None)}/final.pt"}
 
 
 rule teacher_pretrain:
@@ -102,26 +94,6 @@ rule teacher:
         "logs/benchmarks/{tree}/seed_{seed}/train/teacher.tsv"
     script:
         "../scripts/train_teacher.py"
-
-
-rule teacher_features:
-    input:
-        teacher="{tree}/seed_{seed}/train/teacher/final.pt",
-        data=lambda w: data_ready(data_root(w.tree)),
-    output:
-        "{tree}/seed_{seed}/features/{layer}/teacher_train.pt",
-    params:
-        settings=lambda w: _train_settings(w.tree, "distilled_student"),
-        data_root=lambda w: data_root(w.tree),
-    threads: config["threads"]
-    resources:
-        **compute_resources(),
-    log:
-        "logs/{tree}/seed_{seed}/train/teacher_features/{layer}.log",
-    benchmark:
-        "logs/benchmarks/{tree}/seed_{seed}/train/teacher_features/{layer}.tsv"
-    script:
-        "../scripts/extract_features.py"
 
 
 rule distilled_student:

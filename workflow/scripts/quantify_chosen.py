@@ -1,5 +1,5 @@
-"""Snakemake script (rules ``quantify_early``, ``quantify_teacher``): a round's chosen images at
-one or more checkpoints of one network."""
+"""Snakemake script (rule ``quantify_chosen``): a round's chosen images at every early checkpoint
+of every network and at the teacher's final checkpoint."""
 
 from kdconcepts.pipeline import quantify_at
 from kdconcepts.runtime import atomic_path, job_logging
