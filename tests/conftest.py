@@ -16,10 +16,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests marked ``waits`` first: `make test` runs the suite on two workers (pytest-xdist,
-    ``-n 2 --maxschedchunk 1``: each takes the next test in this order when it is free), so
+    """Tests marked ``waits`` first: `make test` runs the suite on three workers (pytest-xdist,
+    ``-n 3 --maxschedchunk 1``: each takes the next test in this order when it is free), so
     the one that mostly waits on a scheduler's polls (SLURM) starts at once on one worker while
-    the other works through the rest. Alone, the order changes nothing."""
+    the others work through the rest. Alone, the order changes nothing."""
     waiting = [item for item in items if item.get_closest_marker("waits")]
     items[:] = waiting + [item for item in items if not item.get_closest_marker("waits")]
 

@@ -38,15 +38,31 @@ def test_default_dag_dry_run(repo_copy):
     assert jobs["teacher_pretrain"] == trees  # one pre-training per tree, for every seed
     for rule in ("teacher", "distilled_student", "baseline", "metrics"):
         assert jobs[rule] == trees * seeds * (layers if rule == "distilled_student" else 1), rule
-    for rule in ("pool", "table", "summary"):
+    for rule in ("pool", "summary"):  # (summary: the tree's table.tex and summary.md)
         assert jobs[rule] == trees, rule
     assert jobs["figures"] == trees * layers
-    for rule in ("data_synthetic", "all",
-                 "architectures_tables", "architectures_figure", "architectures_summary", "architectures_front"):
-        assert rule in jobs, rule
+    assert jobs["data_synthetic"] == jobs["all"] == jobs["architectures"] == 1
+    assert "report_front" not in jobs  # (an axis has one front page, made by `architectures`)
     for arch in cfg["architectures"]:
         assert f"results/{arch}/seed_2/train/teacher/final.pt" in run.stdout
         assert f"results/{arch}/pretrain/final.pt" in run.stdout
+    # The order on a few cores (workflow/rules/common.smk, PRIORITY): the longest remaining
+    # chain first, so every training job before any quantification it does not wait for.
+    priority = _priorities(run.stdout)
+    assert priority["teacher_pretrain"] > priority["teacher"] > priority["distilled_student"] \
+        > priority["baseline"] > priority["quantify_round"] == priority["metrics"] == 0, priority
+
+
+def _priorities(dry_run_stdout: str) -> dict[str, int]:
+    """Rule -> the priority its jobs print in a dry run (0 when they print none), one value per rule."""
+    found: dict[str, set[int]] = {}
+    for block in re.split(r"^\[.*\]$", dry_run_stdout, flags=re.M):
+        rule = re.search(r"^(?:local)?(?:rule|checkpoint) (\w+):", block, re.M)
+        if rule:
+            level = re.search(r"^\s+priority: (\d+)$", block, re.M)
+            found.setdefault(rule[1], set()).add(int(level[1]) if level else 0)
+    assert all(len(levels) == 1 for levels in found.values()), found
+    return {rule: levels.pop() for rule, levels in found.items()}
 
 
 def test_bad_config_stops_before_any_job(repo_copy):

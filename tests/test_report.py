@@ -9,7 +9,7 @@ import pytest
 
 from kdconcepts.metrics import pooled_hypotheses, premise, seed_differences, teacher_reference
 from kdconcepts.report import (front_page_rst, latex_table, plot_concepts_vs_distance, plot_differences,
-                               plot_entropy_maps, plot_sweep, premise_sentence, summary_markdown)
+                               plot_entropy_maps, plot_sweep, premise_sentence, save_figure, summary_markdown)
 
 
 def _images(shift=1.0, seeds=(0, 1, 2), n=8):
@@ -101,6 +101,28 @@ def test_differences_and_sweep_figures_render(tmp_path):
     fig = plot_sweep(sweep, "background_bias")
     fig.savefig(tmp_path / "s.png")
     assert (tmp_path / "s.png").stat().st_size > 5000
+
+
+def test_save_figure_writes_the_format_and_dpi_asked_and_nothing_when_it_fails(tmp_path):
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(2, 1))
+    ax.plot([0, 1])
+    save_figure(fig, tmp_path / "f.png", {"dpi": 50, "figure_format": "png"})
+    save_figure(fig, tmp_path / "g.png", {"dpi": 100, "figure_format": "png"})
+    sizes = [_png_size(tmp_path / name) for name in ("f.png", "g.png")]
+    assert sizes == [(100, 50), (200, 100)]
+    save_figure(fig, tmp_path / "f.pdf", {"dpi": 50, "figure_format": "pdf"})
+    assert (tmp_path / "f.pdf").read_bytes().startswith(b"%PDF")
+    with pytest.raises(ValueError):
+        save_figure(fig, tmp_path / "h.png", {"dpi": 50, "figure_format": "no-such-format"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.pdf", "f.png", "g.png"]  # no partial file
+
+
+def _png_size(path):
+    """(width, height) in pixels from a PNG's header."""
+    header = path.read_bytes()[16:24]
+    return int.from_bytes(header[:4], "big"), int.from_bytes(header[4:], "big")
 
 
 def test_figures_render(tmp_path):

@@ -98,7 +98,7 @@ def test_smoke_config_through_slurm_equals_local_run(slurm_conf, tmp_path, tmp_p
     known_jobs = set(re.findall(r"JobId=(\d+)", ctld_log))
     assert len(known_jobs) >= len(slurm_logs) > len(CLUSTER_RULES)
 
-    # Asked for only now: on two workers the other one makes it meanwhile.
+    # Asked for only now: on several workers another one makes it meanwhile.
     local = harness.reference_smoke_run(tmp_path_factory)  # plain `snakemake --cores 2`
     compared = harness.assert_same_results(local / "results/seed_0", cluster / "results/seed_0")
     assert compared >= 10

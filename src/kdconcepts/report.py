@@ -17,10 +17,19 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from kdconcepts.metrics import REPORTED  # noqa: E402
+from kdconcepts.runtime import atomic_path  # noqa: E402
 
 __all__ = ["NETWORK_LABELS", "architectures_summary", "front_page_rst", "latex_table", "premise_sentence",
            "verdict_table", "plot_concepts_vs_distance", "plot_differences", "plot_entropy_maps",
-           "plot_sweep", "stack_architectures", "summary_markdown", "teacher_sentences"]
+           "plot_sweep", "save_figure", "stack_architectures", "summary_markdown", "teacher_sentences"]
+
+def save_figure(fig, path: str | Path, settings: Mapping) -> None:
+    """Write ``fig`` to ``path`` atomically (a partial file never looks finished), at the
+    config's ``report`` settings (``dpi``, ``figure_format``), and close it."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=settings["dpi"], format=settings["figure_format"])
+    plt.close(fig)
+
 
 NETWORK_LABELS = {"teacher": "Teacher", "distilled_student": "Distilled student",
                   "logit_student": "Logit student", "baseline": "Baseline"}
@@ -631,8 +640,9 @@ def summary_markdown(*, command: str, tree: str, hypotheses: pd.DataFrame, premi
         "",
         _markdown_table(totals),
         "",
-        "Job time from Snakemake's benchmark files (`logs/benchmarks/`), summed over jobs (wall "
-        "seconds of each job, not of the run: jobs run in parallel):",
+        "Job time from Snakemake's benchmark files (`logs/benchmarks/`) of the jobs finished before "
+        "this summary (not the figures and report jobs that run beside or after it), summed over "
+        "jobs (wall seconds of each job, not of the run: jobs run in parallel):",
         "",
         _markdown_table(stage_times),
         "",
@@ -666,7 +676,7 @@ def architectures_summary(*, command: str, config_name: str, hypotheses: pd.Data
     lines = [
         f"# Results: {len(summaries)} architectures",
         "",
-        f"Made by `{command}` from `{config_name}` (rule `architectures_summary`). Each "
+        f"Made by `{command}` from `{config_name}` (rule `architectures`). Each "
         f"architecture ran the whole pipeline in its own output tree "
         f"({', '.join(f'`{t}/`' for t in trees.values())}); the tables here stack theirs "
         f"(`results/tables/hypotheses.csv`, `premise.csv`, with an `architecture` column), and "

@@ -171,6 +171,18 @@ def compute_resources(threads=None):
     return out
 
 
+# Job priorities (Snakemake starts the ready job with the highest first; the others stay at 0).
+# Order only, never what a job computes. Why: left alone, Snakemake prefers the ready job with
+# the most input bytes, a quantification job, so on 2 cores the last seeds' teachers started
+# late and one core idled at the end while the last seed's quantification ran alone (the
+# two-architecture default's timeline, docs/ARTIFACT_EVALUATION.md). So: the longest remaining
+# chain first (pre-training, fine-tuning, distillation, then the baseline, which nothing but
+# quantification waits for); and each round's `quantify_chosen`, the longest job and the end of
+# its seed's chain, as soon as it is ready (longest first).
+PRIORITY = {"teacher_pretrain": 5, "teacher": 4, "distilled_student": 3, "logit_student": 3, "baseline": 2,
+            "quantify_chosen": 1}
+
+
 # --- the effective-first schedule's data-dependent part (kdconcepts.schedule decides) ---------
 
 

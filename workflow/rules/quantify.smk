@@ -37,12 +37,13 @@ def _round_span(w):
     return [ranks.start, ranks.stop]
 
 
-def _round_table(w, network, epoch):
-    return f"{quantify_dir(w.tree, w.seed, w.layer)}/round_{w.round}/{network}/epoch_{int(epoch):03d}.parquet"
-
-
 _LATE_TABLE = "{tree}/seed_{seed}/quantify/{layer}/round_{round}/%s/epoch_%03d.parquet"
 _CHOSEN_TABLE = "{tree}/seed_{seed}/quantify/{layer}/round_{round}/%s/chosen_{n_chosen}/%s.parquet"
+
+
+def _round_table(w, network, epoch):
+    """The late table of ``network`` at ``epoch`` in round ``w.round``: an output of quantify_round."""
+    return (_LATE_TABLE % (network, int(epoch))).format(tree=w.tree, seed=w.seed, layer=w.layer, round=w.round)
 
 
 def _checkpoint(w, network, epoch):
@@ -130,6 +131,7 @@ rule quantify_chosen:
         data_root=lambda w: data_root(w.tree),
         images=_first_effective,
         span=_round_span,
+    priority: PRIORITY["quantify_chosen"]
     threads: config["quantify"]["threads"]
     resources:
         **compute_resources(),
@@ -196,10 +198,10 @@ def quantify_tables(w):
     chosen = chosen_per_round(verdicts)
     rows = []
     for r in range(len(verdicts)):
-        rows += [[n, e, f"{base}/round_{r}/{n}/epoch_{e:03d}.parquet"] for n in NETWORKS for e in LATE]
-        n_chosen = chosen.get(r, 0)
-        if n_chosen:
-            rows.append(["teacher", "final", f"{base}/round_{r}/teacher/chosen_{n_chosen}/final.parquet"])
-            rows += [[n, e, f"{base}/round_{r}/{n}/chosen_{n_chosen}/epoch_{e:03d}.parquet"]
-                     for n in NETWORKS for e in EARLY]
+        # (the paths the rules write: their output patterns, filled in)
+        at = {"tree": w.tree, "seed": w.seed, "layer": w.layer, "round": r, "n_chosen": chosen.get(r, 0)}
+        rows += [[n, e, (_LATE_TABLE % (n, e)).format(**at)] for n in NETWORKS for e in LATE]
+        if at["n_chosen"]:
+            rows.append(["teacher", "final", (_CHOSEN_TABLE % ("teacher", "final")).format(**at)])
+            rows += [[n, e, (_CHOSEN_TABLE % (n, "epoch_%03d" % e)).format(**at)] for n in NETWORKS for e in EARLY]
     return rows

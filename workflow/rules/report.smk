@@ -25,25 +25,6 @@ AXIS_OUTPUTS = (
     if ARCHITECTURE_AXIS else [])
 
 
-rule table:
-    input:
-        hypotheses="{tree}/tables/hypotheses.csv",
-        premise="{tree}/tables/premise.csv",
-        teacher="{tree}/tables/teacher.csv",
-    output:
-        "{tree}/tables/table.tex",
-    params:
-        dataset=config["dataset"]["name"],
-        architecture=lambda w: TREES[w.tree]["arch"],
-        confidence=config["metrics"]["confidence"],
-    log:
-        "logs/{tree}/report/table.log",
-    benchmark:
-        "logs/benchmarks/{tree}/report/table.tsv"
-    script:
-        "../scripts/table.py"
-
-
 def _final_tables(w):
     """network -> the tables holding its final-checkpoint maps of the first seed."""
     seed = SimpleNamespace(tree=w.tree, seed=SEEDS[0], layer=w.layer)
@@ -98,6 +79,7 @@ rule figures:
         "../scripts/figures.py"
 
 
+# The LaTeX table and the summary of a tree in one job (one start-up).
 rule summary:
     input:
         hypotheses="{tree}/tables/hypotheses.csv",
@@ -107,10 +89,12 @@ rule summary:
         teacher="{tree}/tables/teacher.csv",
         metrics="{tree}/tables/metrics.csv",
         differences="{tree}/tables/differences.csv",
-        table="{tree}/tables/table.tex",
     output:
-        "{tree}/summary.md",
+        table="{tree}/tables/table.tex",
+        summary="{tree}/summary.md",
     params:
+        dataset=config["dataset"]["name"],
+        architecture=lambda w: TREES[w.tree]["arch"],
         confidence=config["metrics"]["confidence"],
         zero_concept_images=config["metrics"]["zero_concept_images"],
         permutations=config["metrics"]["resamples"],
@@ -145,7 +129,7 @@ rule report_front:
 
 # The front page of `snakemake --report`: the answer of a plain config's tree (premise, verdicts,
 # forest plot; rule report_front), or of every architecture of an axis (rule
-# architectures_front), once it exists, else, and for a sweep's several trees, the fixed
+# architectures), once it exists, else, and for a sweep's several trees, the fixed
 # description. (Snakemake renders the page from this reStructuredText file at report
 # time, so it can be a result; a report item could not be shown before the workflow graph.)
 REPORT_FRONTS = [f"{tree}/report_front.rst" for tree in TREES]
@@ -185,74 +169,34 @@ if ARCHITECTURE_AXIS:
     def _of_trees(name):
         return {TREES[tree]["arch"]: f"{tree}/tables/{name}.csv" for tree in TREES}
 
-    rule architectures_tables:
+    # One job (one start-up) for what stacks the trees: the tables, the LaTeX table, the forest
+    # plot of each layer, the summary and the report's front page.
+    rule architectures:
         input:
             **{name: list(_of_trees(name).values()) for name in STACKED_TABLES},
+            summaries=[f"{tree}/summary.md" for tree in TREES],
         output:
             **{name: f"results/tables/{name}.csv" for name in STACKED_TABLES},
             table="results/tables/table.tex",
-        params:
-            tables={name: _of_trees(name) for name in STACKED_TABLES},
-            dataset=config["dataset"]["name"],
-            confidence=config["metrics"]["confidence"],
-        log:
-            "logs/results/report/architectures_tables.log",
-        benchmark:
-            "logs/benchmarks/results/report/architectures_tables.tsv"
-        script:
-            "../scripts/architectures_tables.py"
-
-    rule architectures_figure:
-        input:
-            differences="results/tables/differences.csv",
-            teacher="results/tables/teacher.csv",
-        output:
-            report(
-                "results/figures/{layer}/differences.%s" % FIG_EXT,
+            summary="results/summary.md",
+            front="results/report_front.rst",
+            figures=[report(
+                "results/figures/%s/differences.%s" % (layer, FIG_EXT),
                 caption="../report/architectures.rst",
                 category="Figures",
-                subcategory="all architectures, layer {layer}",
-            ),
+                subcategory=f"all architectures, layer {layer}",
+            ) for layer in LAYERS],
         params:
-            settings=config["report"],
-            confidence=config["metrics"]["confidence"],
-        log:
-            "logs/results/report/{layer}/architectures_differences.log",
-        benchmark:
-            "logs/benchmarks/results/report/{layer}/architectures_differences.tsv"
-        script:
-            "../scripts/figure_differences.py"
-
-    rule architectures_summary:
-        input:
-            hypotheses="results/tables/hypotheses.csv",
-            premise="results/tables/premise.csv",
-            summaries=[f"{tree}/summary.md" for tree in TREES],
-        output:
-            "results/summary.md",
-        params:
+            tables={name: _of_trees(name) for name in STACKED_TABLES},
             trees={TREES[tree]["arch"]: tree for tree in TREES},
+            dataset=config["dataset"]["name"],
             confidence=config["metrics"]["confidence"],
+            settings=config["report"],
+            layers=LAYERS,
             config_files=[os.path.relpath(f, workflow.basedir) for f in workflow.configfiles],
         log:
-            "logs/results/report/architectures_summary.log",
+            "logs/results/report/architectures.log",
         benchmark:
-            "logs/benchmarks/results/report/architectures_summary.tsv"
+            "logs/benchmarks/results/report/architectures.tsv"
         script:
-            "../scripts/architectures_summary.py"
-
-    rule architectures_front:
-        input:
-            hypotheses="results/tables/hypotheses.csv",
-            premise="results/tables/premise.csv",
-            figures=expand("results/figures/{layer}/differences.%s" % FIG_EXT, layer=LAYERS),
-        output:
-            "results/report_front.rst",
-        params:
-            confidence=config["metrics"]["confidence"],
-        log:
-            "logs/results/report/architectures_front.log",
-        benchmark:
-            "logs/benchmarks/results/report/architectures_front.tsv"
-        script:
-            "../scripts/report_front.py"
+            "../scripts/architectures.py"

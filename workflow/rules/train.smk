@@ -65,6 +65,7 @@ rule teacher_pretrain:
         metrics="{tree}/pretrain/metrics.json",
     params:
         settings=lambda w: _pretrain_settings(w.tree),
+    priority: PRIORITY["teacher_pretrain"]
     threads: config["threads"]
     resources:
         **compute_resources(),
@@ -85,6 +86,7 @@ rule teacher:
         settings=lambda w: _train_settings(w.tree, "teacher"),
         data_root=lambda w: data_root(w.tree),
         pretrain_root=PRETRAIN_ROOT,
+    priority: PRIORITY["teacher"]
     threads: config["threads"]
     resources:
         **compute_resources(),
@@ -104,6 +106,7 @@ rule distilled_student:
     params:
         settings=lambda w: _train_settings(w.tree, "distilled_student", "teacher"),
         data_root=lambda w: data_root(w.tree),
+    priority: PRIORITY["distilled_student"]
     threads: config["threads"]
     resources:
         **compute_resources(),
@@ -124,6 +127,7 @@ rule logit_student:
     params:
         settings=lambda w: _train_settings(w.tree, "logit_student", "teacher"),
         data_root=lambda w: data_root(w.tree),
+    priority: PRIORITY["logit_student"]
     threads: config["threads"]
     resources:
         **compute_resources(),
@@ -143,6 +147,7 @@ rule baseline:
     params:
         settings=lambda w: _train_settings(w.tree, "baseline"),
         data_root=lambda w: data_root(w.tree),
+    priority: PRIORITY["baseline"]
     threads: config["threads"]
     resources:
         **compute_resources(),

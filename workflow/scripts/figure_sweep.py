@@ -3,7 +3,7 @@
 import pandas as pd
 import seaborn as sns
 
-from kdconcepts.report import plot_sweep
+from kdconcepts.report import plot_sweep, save_figure
 from kdconcepts.runtime import atomic_path, job_logging
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
@@ -18,5 +18,4 @@ with job_logging(smk.log[0]):
         sweep.drop(columns=["value"]).to_csv(tmp, index=False)
     sns.set_theme(style="whitegrid", context="paper")
     fig = plot_sweep(sweep, smk.params.parameter, palette=s["palette"], confidence=smk.params.confidence)
-    with atomic_path(smk.output.figure) as tmp:
-        fig.savefig(tmp, dpi=s["dpi"], format=s["figure_format"])
+    save_figure(fig, smk.output.figure, s)

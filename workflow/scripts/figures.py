@@ -6,17 +6,12 @@ import pandas as pd
 import seaborn as sns
 
 from kdconcepts.pipeline import entropy_map_panels
-from kdconcepts.report import plot_concepts_vs_distance, plot_differences, plot_entropy_maps
-from kdconcepts.runtime import atomic_path, job_logging
+from kdconcepts.report import plot_concepts_vs_distance, plot_differences, plot_entropy_maps, save_figure
+from kdconcepts.runtime import job_logging
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 s = smk.params.settings
 layer = smk.wildcards.layer
-
-
-def save(fig, output):
-    with atomic_path(output) as tmp:
-        fig.savefig(tmp, dpi=s["dpi"], format=s["figure_format"])
 
 
 with job_logging(smk.log[0]):
@@ -24,9 +19,9 @@ with job_logging(smk.log[0]):
     panels = entropy_map_panels(smk.params.tables, per_image, smk.params.data_root, layer,
                                 grid=smk.params.grid, n_images=s["example_images"], b=smk.params.b,
                                 seed=smk.params.seed)
-    save(plot_entropy_maps(**panels), smk.output.entropy_maps)
+    save_figure(plot_entropy_maps(**panels), smk.output.entropy_maps, s)
     sns.set_theme(style="whitegrid", context="paper")
-    save(plot_concepts_vs_distance(per_image, layer, palette=s["palette"]), smk.output.concepts_vs_distance)
-    save(plot_differences(pd.read_csv(smk.input.differences), layer, palette=s["palette"],
-                          confidence=smk.params.confidence, teacher=pd.read_csv(smk.input.teacher)),
-         smk.output.differences)
+    save_figure(plot_concepts_vs_distance(per_image, layer, palette=s["palette"]), smk.output.concepts_vs_distance, s)
+    save_figure(plot_differences(pd.read_csv(smk.input.differences), layer, palette=s["palette"],
+                                 confidence=smk.params.confidence, teacher=pd.read_csv(smk.input.teacher)),
+                smk.output.differences, s)

@@ -1,4 +1,4 @@
-"""Snakemake script (rules ``report_front`` and ``architectures_front``): the report's front page, the
+"""Snakemake script (rule ``report_front``): the report's front page, the
 answer first."""
 
 import pandas as pd
@@ -8,7 +8,7 @@ from kdconcepts.runtime import atomic_path, job_logging
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 with job_logging(smk.log[0]):
-    text = front_page_rst(tree=smk.wildcards.get("tree", "results"), hypotheses=pd.read_csv(smk.input.hypotheses),
+    text = front_page_rst(tree=smk.wildcards.tree, hypotheses=pd.read_csv(smk.input.hypotheses),
                           premise=pd.read_csv(smk.input.premise), confidence=smk.params.confidence,
                           figures=list(smk.input.figures))
     with atomic_path(smk.output[0]) as tmp:

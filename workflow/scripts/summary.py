@@ -1,11 +1,11 @@
-"""Snakemake script (rule ``summary``): results/summary.md, made from the tables (showyourwork
-style): the premise line, the verdicts, and the time and passes spent."""
+"""Snakemake script (rule ``summary``): a tree's LaTeX results table, and its summary.md made from
+the tables (showyourwork style): the premise line, the verdicts, and the time and passes spent."""
 
 from pathlib import Path
 
 import pandas as pd
 
-from kdconcepts.report import summary_markdown
+from kdconcepts.report import latex_table, summary_markdown
 from kdconcepts.runtime import atomic_path, job_logging
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
@@ -27,6 +27,11 @@ def _times(*folders):
 
 
 with job_logging(smk.log[0]):
+    tex = latex_table(pd.read_csv(smk.input.hypotheses), pd.read_csv(smk.input.premise),
+                      dataset=smk.params.dataset, architecture=smk.params.architecture,
+                      confidence=smk.params.confidence, teacher=pd.read_csv(smk.input.teacher))
+    with atomic_path(smk.output.table) as tmp:
+        tmp.write_text(tex, encoding="utf-8")
     extra = [f for f in smk.params.config_files if Path(f).as_posix() != "config/config.yaml"]
     command = "snakemake --cores all" + "".join(f" --configfile {f}" for f in extra)
     text = summary_markdown(
@@ -38,5 +43,5 @@ with job_logging(smk.log[0]):
         metrics=pd.read_csv(smk.input.metrics), differences=pd.read_csv(smk.input.differences),
         zero_concept_images=smk.params.zero_concept_images, permutations=smk.params.permutations,
         config_name="config/config.yaml" + "".join(f", overridden by {f}" for f in extra))
-    with atomic_path(smk.output[0]) as tmp:
+    with atomic_path(smk.output.summary) as tmp:
         tmp.write_text(text, encoding="utf-8")

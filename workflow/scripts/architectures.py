@@ -1,0 +1,50 @@
+"""Snakemake script (rule ``architectures``): what stacks an architecture axis's trees, in one
+job: their tables with an ``architecture`` column, the LaTeX table, the forest plot of each
+layer and results/summary.md with one block per architecture, and the report's front page."""
+
+from pathlib import Path
+
+import pandas as pd
+import seaborn as sns
+
+from kdconcepts.report import (architectures_summary, front_page_rst, latex_table, plot_differences,
+                               save_figure, stack_architectures)
+from kdconcepts.runtime import atomic_path, job_logging
+
+smk = snakemake  # noqa: F821 (injected by Snakemake)
+s = smk.params.settings
+
+
+def write_text(text, output):
+    with atomic_path(output) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+with job_logging(smk.log[0]):
+    made = {}
+    for name, paths in smk.params.tables.items():
+        made[name] = stack_architectures({arch: pd.read_csv(path) for arch, path in paths.items()})
+        with atomic_path(smk.output[name]) as tmp:
+            made[name].to_csv(tmp, index=False)
+    write_text(latex_table(made["hypotheses"], made["premise"], dataset=smk.params.dataset,
+                           confidence=smk.params.confidence, teacher=made["teacher"]), smk.output.table)
+    # (the rest from the tables as written, which a reader gets: the same as when each was a job)
+    stacked = {name: pd.read_csv(smk.output[name]) for name in smk.params.tables}
+
+    sns.set_theme(style="whitegrid", context="paper")
+    for layer, output in zip(smk.params.layers, smk.output.figures, strict=True):
+        save_figure(plot_differences(stacked["differences"], layer, palette=s["palette"],
+                                     confidence=smk.params.confidence, teacher=stacked["teacher"]), output, s)
+
+    extra = [f for f in smk.params.config_files if Path(f).as_posix() != "config/config.yaml"]
+    trees = dict(smk.params.trees)
+    write_text(architectures_summary(
+        command="snakemake --cores all" + "".join(f" --configfile {f}" for f in extra),
+        config_name="config/config.yaml" + "".join(f", overridden by {f}" for f in extra),
+        hypotheses=stacked["hypotheses"], premise=stacked["premise"],
+        confidence=smk.params.confidence, trees=trees,
+        summaries={arch: Path(f"{tree}/summary.md").read_text(encoding="utf-8") for arch, tree in trees.items()}),
+        smk.output.summary)
+    write_text(front_page_rst(tree="results", hypotheses=stacked["hypotheses"], premise=stacked["premise"],
+                              confidence=smk.params.confidence, figures=list(smk.output.figures)),
+               smk.output.front)
