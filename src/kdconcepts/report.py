@@ -23,14 +23,6 @@ __all__ = ["NETWORK_LABELS", "architectures_summary", "front_page_rst", "latex_t
            "verdict_table", "plot_concepts_vs_distance", "plot_differences", "plot_entropy_maps",
            "plot_sweep", "save_figure", "stack_architectures", "summary_markdown", "teacher_sentences"]
 
-def save_figure(fig, path: str | Path, settings: Mapping) -> None:
-    """Write ``fig`` to ``path`` atomically (a partial file never looks finished), at the
-    config's ``report`` settings (``dpi``, ``figure_format``), and close it."""
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=settings["dpi"], format=settings["figure_format"])
-    plt.close(fig)
-
-
 NETWORK_LABELS = {"teacher": "Teacher", "distilled_student": "Distilled student",
                   "logit_student": "Logit student", "baseline": "Baseline"}
 METRIC_LABELS = {"n_fg": "N_fg", "n_bg": "N_bg", "lambda": "lambda", "d_mean": "D_mean",
@@ -207,6 +199,14 @@ def _latex_rows(hypotheses: pd.DataFrame, premise: pd.DataFrame, teacher: pd.Dat
         base["Acc."] = _number(premise["baseline"].mean(), 3) if "baseline" in premise else "--"
         rows.append(base)
     return rows
+
+
+def save_figure(fig, path: str | Path, settings: Mapping) -> None:
+    """Write ``fig`` to ``path`` atomically (a partial file never looks finished), at the
+    config's ``report`` settings (``dpi``, ``figure_format``), and close it."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=settings["dpi"], format=settings["figure_format"])
+    plt.close(fig)
 
 
 def plot_concepts_vs_distance(per_image: pd.DataFrame, layer: str, *, palette: str = "colorblind",
