@@ -7,8 +7,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CORES ?= all
 # pytest-xdist workers for the tests. Three on a 2-core machine: most of the suite's time is spent
-# waiting (job start-up, SLURM's polls, Docker): one worker used 0.65 of a core, two used 1.13
-# cores, and the SLURM test, which mostly waits, holds a worker for 400 s (README, "Tests").
+# waiting (job start-up, SLURM's polls, Docker): one worker used 0.65 of a core, two 1.13 to 1.25
+# cores, three 1.35 (0.96x the time of two), and the SLURM test, which mostly waits, holds a
+# worker for 300-400 s (README, "Tests").
 # TEST_WORKERS=0 runs everything in one process.
 TEST_WORKERS ?= 3
 PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --maxschedchunk 1
