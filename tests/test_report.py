@@ -9,7 +9,8 @@ import pytest
 
 from kdconcepts.metrics import pooled_hypotheses, premise, seed_differences, teacher_reference
 from kdconcepts.report import (front_page_rst, latex_table, plot_concepts_vs_distance, plot_differences,
-                               plot_entropy_maps, plot_sweep, premise_sentence, save_figure, summary_markdown)
+                               plot_entropy_maps, plot_sweep, premise_sentence, run_command, save_figure,
+                               summary_markdown)
 
 
 def _images(shift=1.0, seeds=(0, 1, 2), n=8):
@@ -123,6 +124,13 @@ def _png_size(path):
     """(width, height) in pixels from a PNG's header."""
     header = path.read_bytes()[16:24]
     return int.from_bytes(header[:4], "big"), int.from_bytes(header[4:], "big")
+
+
+def test_run_command_names_the_extra_config_files_in_order():
+    assert run_command(["config/config.yaml"]) == ("snakemake --cores all", "config/config.yaml")
+    assert run_command(["config/config.yaml", "tests/configs/smoke.yaml", "o.yaml"]) == (
+        "snakemake --cores all --configfile tests/configs/smoke.yaml --configfile o.yaml",
+        "config/config.yaml, overridden by tests/configs/smoke.yaml, overridden by o.yaml")
 
 
 def test_figures_render(tmp_path):

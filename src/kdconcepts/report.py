@@ -21,7 +21,7 @@ from kdconcepts.runtime import atomic_path  # noqa: E402
 
 __all__ = ["NETWORK_LABELS", "architectures_summary", "front_page_rst", "latex_table", "premise_sentence",
            "verdict_table", "plot_concepts_vs_distance", "plot_differences", "plot_entropy_maps",
-           "plot_sweep", "save_figure", "stack_architectures", "summary_markdown", "teacher_sentences"]
+           "plot_sweep", "run_command", "save_figure", "stack_architectures", "summary_markdown", "teacher_sentences"]
 
 NETWORK_LABELS = {"teacher": "Teacher", "distilled_student": "Distilled student",
                   "logit_student": "Logit student", "baseline": "Baseline"}
@@ -533,6 +533,15 @@ def _seed_tests(differences: pd.DataFrame) -> pd.DataFrame:
         .reindex(columns=sorted(set(wide["seed"]))).reset_index()
     return table.sort_values(["layer", "student", "metric"], key=lambda c: c.map(order) if c.name == "metric" else c,
                              kind="stable").rename_axis(columns=None)
+
+
+def run_command(config_files: Sequence[str], default: str = "config/config.yaml") -> tuple[str, str]:
+    """The command that makes a run's results and the config it reads, as a summary names them:
+    ``("snakemake --cores all --configfile X", "config/config.yaml, overridden by X")``.
+    ``config_files`` are the run's config files (relative paths); the default one is implied."""
+    extra = [f for f in config_files if Path(f).as_posix() != default]
+    return ("snakemake --cores all" + "".join(f" --configfile {f}" for f in extra),
+            default + "".join(f", overridden by {f}" for f in extra))
 
 
 def summary_markdown(*, command: str, tree: str, hypotheses: pd.DataFrame, premise: pd.DataFrame,

@@ -41,9 +41,14 @@ _LATE_TABLE = "{tree}/seed_{seed}/quantify/{layer}/round_{round}/%s/epoch_%03d.p
 _CHOSEN_TABLE = "{tree}/seed_{seed}/quantify/{layer}/round_{round}/%s/chosen_{n_chosen}/%s.parquet"
 
 
+def _late_table(at, network, epoch):
+    """The late table of ``network`` at ``epoch`` in round ``at["round"]`` (an output of
+    quantify_round); ``at`` holds the wildcards tree, seed, layer and round."""
+    return (_LATE_TABLE % (network, int(epoch))).format(**at)
+
+
 def _round_table(w, network, epoch):
-    """The late table of ``network`` at ``epoch`` in round ``w.round``: an output of quantify_round."""
-    return (_LATE_TABLE % (network, int(epoch))).format(tree=w.tree, seed=w.seed, layer=w.layer, round=w.round)
+    return _late_table({"tree": w.tree, "seed": w.seed, "layer": w.layer, "round": w.round}, network, epoch)
 
 
 def _checkpoint(w, network, epoch):
@@ -200,7 +205,7 @@ def quantify_tables(w):
     for r in range(len(verdicts)):
         # (the paths the rules write: their output patterns, filled in)
         at = {"tree": w.tree, "seed": w.seed, "layer": w.layer, "round": r, "n_chosen": chosen.get(r, 0)}
-        rows += [[n, e, (_LATE_TABLE % (n, e)).format(**at)] for n in NETWORKS for e in LATE]
+        rows += [[n, e, _late_table(at, n, e)] for n in NETWORKS for e in LATE]
         if at["n_chosen"]:
             rows.append(["teacher", "final", (_CHOSEN_TABLE % ("teacher", "final")).format(**at)])
             rows += [[n, e, (_CHOSEN_TABLE % (n, "epoch_%03d" % e)).format(**at)] for n in NETWORKS for e in EARLY]

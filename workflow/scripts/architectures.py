@@ -8,7 +8,7 @@ import pandas as pd
 import seaborn as sns
 
 from kdconcepts.report import (architectures_summary, front_page_rst, latex_table, plot_differences,
-                               save_figure, stack_architectures)
+                               run_command, save_figure, stack_architectures)
 from kdconcepts.runtime import atomic_path, job_logging
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
@@ -36,14 +36,13 @@ with job_logging(smk.log[0]):
         save_figure(plot_differences(stacked["differences"], layer, palette=s["palette"],
                                      confidence=smk.params.confidence, teacher=stacked["teacher"]), output, s)
 
-    extra = [f for f in smk.params.config_files if Path(f).as_posix() != "config/config.yaml"]
+    command, config_name = run_command(smk.params.config_files)
     trees = dict(smk.params.trees)
+    summaries = dict(zip(trees, smk.input.summaries, strict=True))  # (both in the trees' order)
     write_text(architectures_summary(
-        command="snakemake --cores all" + "".join(f" --configfile {f}" for f in extra),
-        config_name="config/config.yaml" + "".join(f", overridden by {f}" for f in extra),
-        hypotheses=stacked["hypotheses"], premise=stacked["premise"],
+        command=command, config_name=config_name, hypotheses=stacked["hypotheses"], premise=stacked["premise"],
         confidence=smk.params.confidence, trees=trees,
-        summaries={arch: Path(f"{tree}/summary.md").read_text(encoding="utf-8") for arch, tree in trees.items()}),
+        summaries={arch: Path(path).read_text(encoding="utf-8") for arch, path in summaries.items()}),
         smk.output.summary)
     write_text(front_page_rst(tree="results", hypotheses=stacked["hypotheses"], premise=stacked["premise"],
                               confidence=smk.params.confidence, figures=list(smk.output.figures)),

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from kdconcepts.report import latex_table, summary_markdown
+from kdconcepts.report import latex_table, run_command, summary_markdown
 from kdconcepts.runtime import atomic_path, job_logging
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
@@ -32,8 +32,7 @@ with job_logging(smk.log[0]):
                       confidence=smk.params.confidence, teacher=pd.read_csv(smk.input.teacher))
     with atomic_path(smk.output.table) as tmp:
         tmp.write_text(tex, encoding="utf-8")
-    extra = [f for f in smk.params.config_files if Path(f).as_posix() != "config/config.yaml"]
-    command = "snakemake --cores all" + "".join(f" --configfile {f}" for f in extra)
+    command, config_name = run_command(smk.params.config_files)
     text = summary_markdown(
         command=command, tree=smk.wildcards.tree,
         hypotheses=pd.read_csv(smk.input.hypotheses), premise=pd.read_csv(smk.input.premise),
@@ -42,6 +41,6 @@ with job_logging(smk.log[0]):
         confidence=smk.params.confidence, teacher=pd.read_csv(smk.input.teacher),
         metrics=pd.read_csv(smk.input.metrics), differences=pd.read_csv(smk.input.differences),
         zero_concept_images=smk.params.zero_concept_images, permutations=smk.params.permutations,
-        config_name="config/config.yaml" + "".join(f", overridden by {f}" for f in extra))
+        config_name=config_name)
     with atomic_path(smk.output.summary) as tmp:
         tmp.write_text(text, encoding="utf-8")
