@@ -225,12 +225,12 @@ def test_a_device_the_machine_lacks_is_named_with_what_it_has(monkeypatch):
 
     assert runtime.device_problem("auto") is None and runtime.device_problem("cpu") is None
     assert "is not a device name" in runtime.device_problem("gpu0")
-    monkeypatch.setattr(runtime.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert runtime.device_problem("cuda") == "device 'cuda' is not on this machine, which has no CUDA device"
     with pytest.raises(ValueError, match="which has no CUDA device; use 'auto' or 'cpu'"):
         runtime.resolve_device("cuda:0")
-    monkeypatch.setattr(runtime.torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(runtime.torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     assert runtime.device_problem("cuda") is None and runtime.device_problem("cuda:1") is None
     assert runtime.device_problem("cuda:2") == ("device 'cuda:2' is not on this machine, which has "
                                                 "2 CUDA device(s): cuda:0, cuda:1")

@@ -209,6 +209,23 @@ def test_resume_state_from_other_settings_is_ignored(tmp_path):
     assert states_equal(load_state(tmp_path / "x" / "final.pt"), load_state(tmp_path / "ref" / "final.pt"))
 
 
+def test_resume_state_of_an_older_version_is_ignored(tmp_path, caplog):
+    with pytest.raises(Crash):
+        run_baseline(tmp_path / "x", on_epoch_end=crash_at("train", 2))
+    # The layout before the logs were stored as JSON text: lists of dicts.
+    state = torch.load(tmp_path / "x" / RESUME_FILE, weights_only=True)
+    state["records"] = json.loads(state.pop("records_json"))
+    state["distance_rows"] = json.loads(state.pop("distance_rows_json"))
+    torch.save(state, tmp_path / "x" / RESUME_FILE)
+    with caplog.at_level("WARNING", logger="kdconcepts.training"):
+        run_baseline(tmp_path / "x")
+    assert "older version" in caplog.text
+    run_baseline(tmp_path / "ref")
+    assert states_equal(load_state(tmp_path / "x" / "final.pt"), load_state(tmp_path / "ref" / "final.pt"))
+    epochs = [json.loads(line)["epoch"] for line in (tmp_path / "x" / "train_log.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2, 3]
+
+
 def test_teacher_pretrains_then_finetunes(teacher):
     assert teacher.info["role"] == "teacher" and teacher.info["num_classes"] == 4
     assert teacher.metrics["pretrain_classes"] == 6

@@ -34,9 +34,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
-import torch
 
-from kdconcepts.quantify import background_baseline, concept_counts
 from kdconcepts.schedule import late_epochs, meets_effective_rule
 
 __all__ = [
@@ -138,6 +136,11 @@ def count_concepts(table: pd.DataFrame, fg: dict[str, np.ndarray], grid: int,
         ``table``'s ``epoch`` and ``image_id`` with ``h_bar``, ``n_fg``, ``n_bg`` and the concept
         cell sets ``fg_cells``/``bg_cells`` (tuples of flat indices).
     """
+    # Imported here: the report jobs import this module for its constants and need no torch.
+    import torch
+
+    from kdconcepts.quantify import background_baseline, concept_counts
+
     out = []
     for epoch, rows in table.groupby("epoch", sort=True):
         ids = list(rows["image_id"])
