@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["BARRIER_ENV", "atomic_path", "epoch_barrier", "job_logging", "resolve_device"]
+__all__ = ["BARRIER_ENV", "DEFAULT_MALLOC_ENV", "atomic_path", "epoch_barrier", "job_logging", "keep_freed_memory",
+           "resolve_device"]
 
 #: Test hook: a folder holding two FIFOs, ``reached`` and ``release``. When set, a training job
 #: announces each finished epoch on ``reached`` and then waits on ``release``, so that a test

@@ -32,7 +32,7 @@ from kdconcepts.quantify.config import SigmaConfig, sigma_schema
 from kdconcepts.quantify.engine import PRECISIONS, _refuse_non_finite, resolve_device
 from kdconcepts.quantify.figures import save_entropy_map
 from kdconcepts.quantify.pipeline import quantify_images
-from kdconcepts.runtime import atomic_path
+from kdconcepts.runtime import atomic_path, keep_freed_memory
 
 log = logging.getLogger("kdconcepts.quantify")
 
@@ -306,6 +306,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                          f"{cfg.grid}; pass --image-size")
     log.info("quantify %d images, layer %s, on %s", len(ids), node, device)
 
+    keep_freed_memory()  # as the pipeline's jobs: fewer page faults, the same numbers
     tables = []
     for start in range(0, len(ids), args.batch_images):
         stop = min(start + args.batch_images, len(ids))
