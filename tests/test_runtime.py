@@ -28,7 +28,7 @@ with job_logging(None, threads=1):
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     x, y = torch.randn(64, 3, 32, 32), torch.randint(0, 8, (64,))
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for _ in range(30):
+    for _ in range(int(sys.argv[1])):
         optimizer.zero_grad()
         torch.nn.functional.cross_entropy(model(x), y).backward()
         optimizer.step()
@@ -38,11 +38,11 @@ print(json.dumps({"kept": kept, "faults": faults, "checksum": checksum}))
 """
 
 
-def run_steps(**env_changes):
+def run_steps(steps=30, **env_changes):
     env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"}
     env.pop(DEFAULT_MALLOC_ENV, None)
     env.update(env_changes)
-    out = subprocess.run([sys.executable, "-c", STEPS], env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", STEPS, str(steps)], env=env, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -57,8 +57,8 @@ def test_jobs_keep_freed_memory_with_far_fewer_page_faults_and_the_same_numbers(
 
 @pytest.mark.skipif(not GLIBC, reason="glibc's mallopt")
 def test_an_environment_that_tunes_malloc_itself_is_left_alone():
-    assert run_steps(MALLOC_ARENA_MAX="2")["kept"] is False
-    assert run_steps(GLIBC_TUNABLES="glibc.malloc.trim_threshold=0")["kept"] is False
+    assert run_steps(0, MALLOC_ARENA_MAX="2")["kept"] is False
+    assert run_steps(0, GLIBC_TUNABLES="glibc.malloc.trim_threshold=0")["kept"] is False
 
 
 def test_the_table_only_jobs_start_without_torch():
