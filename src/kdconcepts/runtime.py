@@ -1,4 +1,4 @@
-"""Run-time plumbing shared by the pipeline's jobs: devices, logs, atomic writes."""
+"""Run-time plumbing shared by the pipeline's jobs: devices, logs, atomic writes, the allocator."""
 
 from __future__ import annotations
 
