@@ -4,7 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from scipy import stats
+
 from kdconcepts import metrics as M
+from kdconcepts import stats as S
 
 
 def _table(maps: dict[tuple[int, str], np.ndarray], usable=True) -> pd.DataFrame:
@@ -122,65 +125,76 @@ def _pairs(shift, seeds=3, n=10, noise=0.3, seed=0):
     return pd.DataFrame(rows)
 
 
-def test_pooled_verdicts_follow_the_interval_of_the_difference():
-    held = M.pooled_hypotheses(_pairs(1.0), ["distilled_student"], resamples=2000).set_index("metric")
-    assert held.loc["n_fg", "verdict"] == "held" and held.loc["n_fg", "ci_low"] > 0
-    assert held.loc["n_fg", "permutation_p"] < 0.001 and held.loc["n_fg", "n_pairs"] == 30
-    assert held.loc["n_fg", "holm_p"] >= held.loc["n_fg", "permutation_p"]
-    assert "wilcoxon_p" not in held.columns  # pooling image pairs of all seeds: not independent
-    assert held.loc["n_fg", "student_ci_low"] <= held.loc["n_fg", "student_value"] <= held.loc["n_fg", "student_ci_high"]
-    reversed_ = M.pooled_hypotheses(_pairs(-1.0), ["distilled_student"], resamples=2000).set_index("metric")
+def _per_seed_differences(frame, metric="n_fg"):
+    wide = frame.pivot_table(index=["seed", "image_id"], columns="network", values=metric)
+    return (wide["distilled_student"] - wide["baseline"]).groupby("seed").mean().to_numpy()
+
+
+def test_pooled_verdict_is_the_holm_adjusted_t_test_of_the_per_seed_differences():
+    frame = _pairs(1.0, seeds=5)
+    held = M.pooled_hypotheses(frame, ["distilled_student"]).set_index("metric")
+    d = _per_seed_differences(frame)
+    reference = stats.ttest_1samp(d, 0.0)
+    row = held.loc["n_fg"]
+    assert row["difference"] == pytest.approx(d.mean()) and row["seed_sd"] == pytest.approx(d.std(ddof=1))
+    assert row["p_value"] == pytest.approx(reference.pvalue)
+    low, high = reference.confidence_interval(0.95)
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((low, high))
+    assert row["verdict"] == "held" and row["n_seeds"] == 5 and row["n_pairs"] == 50
+    tested = held[held["holm_p"].notna()]
+    assert set(tested.index) <= {m for m, _, _ in M.HYPOTHESES}  # D_var: beside D_std, not a test
+    assert tested["holm_p"].to_numpy() == pytest.approx(S.holm(tested["p_value"]))
+    assert held.loc["d_var", "verdict"] == "" and np.isnan(held.loc["d_var", "holm_p"])
+    assert row["student_ci_low"] <= row["student_value"] <= row["student_ci_high"]
+    assert row["mde"] == pytest.approx(S.minimum_detectable_effect(row["seed_sd"], 5, 0.05 / 6))
+    reversed_ = M.pooled_hypotheses(_pairs(-1.0, seeds=5), ["distilled_student"]).set_index("metric")
     assert reversed_.loc["n_fg", "verdict"] == "reversed"
-    nothing = M.pooled_hypotheses(_pairs(0.0), ["distilled_student"], resamples=2000).set_index("metric")
+    nothing = M.pooled_hypotheses(_pairs(0.0, seeds=5), ["distilled_student"]).set_index("metric")
     assert nothing.loc["n_fg", "verdict"] == "not significant"
-    assert nothing.loc["n_fg", "ci_low"] < 0 < nothing.loc["n_fg", "ci_high"]
-    # Identical values: no difference, p = 1, D_std included (the permutation test fits spreads).
-    assert nothing.loc["d_mean", "permutation_p"] == 1.0 and nothing.loc["d_std", "permutation_p"] == 1.0
-    # Holm over the six hypotheses; D_var is shown beside D_std, not a seventh test.
-    assert nothing["holm_p"].notna().sum() == 6 and np.isnan(nothing.loc["d_var", "holm_p"])
-    # Seeded: the same call gives the same intervals.
-    again = M.pooled_hypotheses(_pairs(0.0), ["distilled_student"], resamples=2000).set_index("metric")
-    assert again.loc["n_fg", "ci_low"] == nothing.loc["n_fg", "ci_low"]
+    # Identical values in every seed: no spread between seeds, nothing to test.
+    assert np.isnan(nothing.loc["d_mean", "p_value"]) and nothing.loc["d_mean", "verdict"] == "not significant"
 
 
-def test_the_bootstrap_resamples_seeds_before_images():
-    # One seed with a large effect, two without: resampling seeds widens the interval a lot
-    # compared with pooling all images as if they were one sample.
+def test_every_verdict_agrees_with_its_adjusted_p():
+    for k in range(20):
+        frame = _pairs(0.4 * (k % 5 - 2), seeds=4, n=3, seed=k)
+        table = M.pooled_hypotheses(frame, ["distilled_student"])
+        tested = table[table["holm_p"].notna()]
+        called = tested["verdict"] != "not significant"
+        assert (called == (tested["holm_p"] < 0.05)).all()
+        sign = np.sign(tested["difference"]) * np.where(tested["direction"] == "up", 1, -1)
+        assert (tested.loc[called, "verdict"] == np.where(sign[called] > 0, "held", "reversed")).all()
+
+
+def test_the_seed_is_the_unit_not_the_image():
+    # One seed with a large effect, two without: many image pairs, but three replicates.
     frame = pd.concat([_pairs(3.0, seeds=1, seed=1), _pairs(0.0, seeds=2, seed=2).assign(seed=lambda f: f["seed"] + 1)])
-    row = M.pooled_hypotheses(frame, ["distilled_student"], resamples=4000).set_index("metric").loc["n_fg"]
+    row = M.pooled_hypotheses(frame, ["distilled_student"]).set_index("metric").loc["n_fg"]
     assert row["difference"] == pytest.approx(1.0, abs=0.3)
-    assert row["ci_low"] < 0.3 and row["ci_high"] > 2.0
+    assert row["verdict"] == "not significant" and row["ci_low"] < 0 < row["ci_high"]
 
 
 def test_verdict_words():
-    assert M.verdict(0.1, 0.5, "up") == "held" and M.verdict(-0.5, -0.1, "down") == "held"
-    assert M.verdict(-0.5, -0.1, "up") == "reversed" and M.verdict(-0.1, 0.1, "up") == "not significant"
-    assert M.verdict(float("nan"), 1.0, "up") == "not significant"
+    assert S.verdict(0.3, 0.01, "up") == "held" and S.verdict(-0.3, 0.01, "down") == "held"
+    assert S.verdict(-0.3, 0.01, "up") == "reversed" and S.verdict(0.3, 0.2, "up") == "not significant"
+    assert S.verdict(0.3, float("nan"), "up") == "not significant"
+    assert S.verdict(0.3, 0.05, "up") == "not significant"  # p must be below the level
+    with pytest.raises(ValueError, match="direction"):
+        S.verdict(0.3, 0.01, "sideways")
 
 
 def test_holm_adjustment():
-    adjusted = M.holm([0.01, 0.04, 0.03, float("nan")])
+    adjusted = S.holm([0.01, 0.04, 0.03, float("nan")])
     assert adjusted[:3] == pytest.approx([0.03, 0.06, 0.06]) and np.isnan(adjusted[3])
-    assert M.holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+    assert S.holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
 
 
-def test_permutation_test_is_exact_in_a_small_case_and_keeps_the_seeds():
-    # One seed, three pairs, all differences positive: of the 8 sign patterns, 2 are as extreme.
-    rows = [{"seed": 0, "layer": "conv", "network": net, "image_id": f"i{k}", "n_fg": value,
-             "n_bg": 0.0, "lambda": 0.0, "d": 1.0, "rho": 0.5}
-            for k, (s, b) in enumerate([(3.0, 1.0), (5.0, 2.0), (4.0, 3.5)])
-            for net, value in (("distilled_student", s), ("baseline", b))]
-    row = M.pooled_hypotheses(pd.DataFrame(rows), ["distilled_student"], resamples=20000) \
-        .set_index("metric").loc["n_fg"]
-    assert row["permutation_p"] == pytest.approx(0.25, abs=0.015)
-    # Stratified: a large offset per seed, the same for both networks of a seed, leaves every
-    # pair's difference, and so the test, unchanged (a shuffle across seeds would not).
-    frame = _pairs(0.4, noise=0.5)
-    shifted = frame.assign(n_fg=frame["n_fg"] + 50.0 * frame["seed"])
-    p = [M.pooled_hypotheses(f, ["distilled_student"], resamples=2000).set_index("metric")
-         .loc["n_fg", "permutation_p"] for f in (frame, shifted)]
-    assert p[0] == pytest.approx(p[1])
-    assert 0 < p[0] < 1
+def test_power_and_minimum_detectable_effect_agree():
+    mde = S.minimum_detectable_effect(1.0, 6, 0.05)
+    assert S.power(mde, 1.0, 6, 0.05) == pytest.approx(0.8)
+    assert S.power(0.0, 1.0, 6, 0.05) == pytest.approx(0.05)
+    assert S.minimum_detectable_effect(1.0, 12, 0.05) < mde < S.minimum_detectable_effect(1.0, 6, 0.01)
+    assert np.isnan(S.minimum_detectable_effect(1.0, 1)) and np.isnan(S.minimum_detectable_effect(0.0, 5))
 
 
 def test_undefined_pairs_leave_both_networks_and_are_counted():
@@ -188,7 +202,7 @@ def test_undefined_pairs_leave_both_networks_and_are_counted():
     undefined = (frame["network"] == "distilled_student") & frame["image_id"].isin(["i0", "i1"])
     frame.loc[undefined, "rho"] = np.nan  # no concept at any checkpoint: rho undefined
     frame.loc[(frame["network"] == "baseline") & (frame["image_id"] == "i0"), "rho"] = 0.1
-    row = M.pooled_hypotheses(frame, ["distilled_student"], resamples=500).set_index("metric").loc["rho"]
+    row = M.pooled_hypotheses(frame, ["distilled_student"]).set_index("metric").loc["rho"]
     assert row["n_dropped"] == 4 and row["n_pairs"] == 6  # 2 images x 2 seeds dropped from both
     # The baseline's 0.1 on i0 is gone with its pair: both networks average the same images.
     assert row["baseline_value"] == pytest.approx(0.5) and row["student_value"] == pytest.approx(0.5)
@@ -197,12 +211,29 @@ def test_undefined_pairs_leave_both_networks_and_are_counted():
     assert (rho["n_pairs"] == 3).all() and len(rho) == 2
 
 
-def test_wilcoxon_is_per_seed():
+def test_wilcoxon_is_per_seed_and_only_where_it_can_reject():
     per_seed = M.seed_differences(_pairs(1.0), ["distilled_student"], resamples=200)
     n_fg = per_seed[per_seed["metric"] == "n_fg"]
     assert list(n_fg["seed"]) == [0, 1, 2] and (n_fg["n_pairs"] == 10).all()
-    assert (n_fg["wilcoxon_p"] < 0.01).all()
+    assert (n_fg["wilcoxon_p"] < 0.01).all() and (n_fg["wilcoxon_note"] == "").all()
     assert per_seed.loc[per_seed["metric"] == "d_std", "wilcoxon_p"].isna().all()
+    # Five pairs: the smallest two-sided p is 2 / 2^5 = 0.0625, so no test is shown.
+    few = M.seed_differences(_pairs(1.0, n=5), ["distilled_student"], resamples=200)
+    assert few["wilcoxon_p"].isna().all()
+    assert (few.loc[few["metric"] == "n_fg", "wilcoxon_note"] == "too few pairs per seed").all()
+    assert S.smallest_wilcoxon_p(4) == 0.125 and S.smallest_wilcoxon_p(6) < 0.05
+
+
+def test_one_random_stream_per_quantity():
+    # Adding a network (and so its rows) leaves the other intervals exactly as they were.
+    frame = _pairs(0.5)
+    logit = frame[frame["network"] == "distilled_student"].assign(network="logit_student")
+    alone = M.seed_differences(frame, ["distilled_student"], resamples=300)
+    both = M.seed_differences(pd.concat([frame, logit]), ["logit_student", "distilled_student"], resamples=300)
+    pd.testing.assert_frame_equal(alone, both[both["student"] == "distilled_student"].reset_index(drop=True))
+    # Each (layer, student, metric, seed) has its own generator: different quantities, different draws.
+    assert S.stream(0, "conv", "a").random() != S.stream(0, "conv", "b").random()
+    assert S.stream(0, "conv", "a").random() == S.stream(0, "conv", "a").random()
 
 
 def _no_concept_counts():
@@ -238,7 +269,7 @@ def test_teacher_reference_is_context_beside_the_student():
     frame.loc[frame["network"] == "distilled_student", "n_bg"] = 3.0
     frame.loc[frame["network"] == "baseline", "n_bg"] = 1.0
     teacher = teacher.assign(n_bg=4.0)
-    table = M.teacher_reference(pd.concat([frame, teacher]), ["distilled_student"], resamples=300)
+    table = M.teacher_reference(pd.concat([frame, teacher]), ["distilled_student"])
     row = table.set_index("metric").loc["n_bg"]
     assert list(table["metric"]) == list(M.TEACHER_METRICS) and "verdict" not in table
     assert row["teacher_value"] == 4.0 and row["student_share"] == pytest.approx(0.75)

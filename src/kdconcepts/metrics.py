@@ -17,8 +17,9 @@ an image whose rho is undefined (no concept at any checkpoint) for either networ
 from both, and counted (``n_dropped``).
 
 Every network-level number is an aggregate of per-image values (:func:`image_metrics`), and the
-pooled verdicts (:func:`pooled_hypotheses`) resample those same per-image rows: every number
-traces back to the rows of ``images.csv``.
+pooled verdicts (:func:`pooled_hypotheses`) are read from the per-seed network metrics on those
+same per-image rows, the seed being the unit of replication (:mod:`kdconcepts.stats`): every
+number traces back to the rows of ``images.csv``.
 
 Example:
     >>> import pandas as pd
@@ -35,7 +36,9 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from kdconcepts import stats
 from kdconcepts.schedule import late_epochs, meets_effective_rule
+from kdconcepts.stats import ALPHA
 
 __all__ = [
     "HYPOTHESES",
@@ -47,7 +50,6 @@ __all__ = [
     "compare_hypotheses",
     "count_concepts",
     "effective_images",
-    "holm",
     "image_metrics",
     "late_epochs",
     "network_metrics",
@@ -56,7 +58,7 @@ __all__ = [
     "premise",
     "seed_differences",
     "teacher_reference",
-    "verdict",
+    "seed_level",
 ]
 
 #: (metric column, better direction, hypothesis number) of SPEC section 6.
@@ -260,7 +262,7 @@ def compare_hypotheses(metrics: pd.DataFrame, students: Sequence[str] = ("distil
     return pd.DataFrame(rows)
 
 
-# --- pooled over seeds: hierarchical bootstrap and paired tests --------------------------------
+# --- pooled over seeds: the seed is the unit (kdconcepts.stats) ---------------------------------
 
 
 #: The premise's margin: the teacher must lead the baseline by at least this much test accuracy
@@ -287,18 +289,6 @@ def premise(accuracy: pd.DataFrame, margin: float = PREMISE_MARGIN) -> pd.DataFr
     return out
 
 
-def verdict(low: float, high: float, direction: str) -> str:
-    """``held`` if the interval excludes 0 in the paper's direction, ``reversed`` if it excludes
-    0 against it, else ``not significant``."""
-    if not (np.isfinite(low) and np.isfinite(high)):
-        return "not significant"
-    if (direction == "up" and low > 0) or (direction == "down" and high < 0):
-        return "held"
-    if (direction == "up" and high < 0) or (direction == "down" and low > 0):
-        return "reversed"
-    return "not significant"
-
-
 def _statistic(metric: str, values: np.ndarray) -> np.ndarray:
     """A network's metric from per-image values along the last axis (NaNs ignored)."""
     with np.errstate(all="ignore"):
@@ -307,6 +297,16 @@ def _statistic(metric: str, values: np.ndarray) -> np.ndarray:
         if metric == "d_var":
             return np.nanvar(values, axis=-1)
         return np.nanmean(values, axis=-1)
+
+
+def _of_comparison(images: pd.DataFrame, layer: str, student: str) -> pd.DataFrame:
+    """The rows of one layer evaluated for one (student, baseline) comparison: each comparison
+    has its own images (those effective for both of its networks), so a table with a
+    ``comparison`` column holds the baseline and the teacher once per student."""
+    rows = images[images["layer"] == layer]
+    if "comparison" in rows:
+        rows = rows[rows["comparison"] == student]
+    return rows
 
 
 def _paired_values(images: pd.DataFrame, layer: str, student: str, baseline: str,
@@ -319,7 +319,7 @@ def _paired_values(images: pd.DataFrame, layer: str, student: str, baseline: str
     """
     column = _IMAGE_VALUE[metric]
     out, dropped = {}, 0
-    for seed, of_seed in images[images["layer"] == layer].groupby("seed", sort=True):
+    for seed, of_seed in _of_comparison(images, layer, student).groupby("seed", sort=True):
         wide = of_seed.pivot(index="image_id", columns="network", values=column)
         if student in wide and baseline in wide:
             s, b = wide[student].to_numpy(float), wide[baseline].to_numpy(float)
@@ -330,141 +330,103 @@ def _paired_values(images: pd.DataFrame, layer: str, student: str, baseline: str
     return out, dropped
 
 
-def _hierarchical_bootstrap(pairs: dict[int, tuple[np.ndarray, np.ndarray]], metric: str,
-                            resamples: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """The student's and the baseline's metric over resamples: seeds drawn with replacement,
-    then images within each drawn seed (the same images for both networks: paired), the
-    per-seed metric averaged over the drawn seeds."""
+def seed_level(pairs: dict[int, tuple[np.ndarray, np.ndarray]], metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per seed (in seed order), the student's and the baseline's metric on that seed's pairs:
+    the replicates the verdict is read from."""
     seeds = sorted(pairs)
-    drawn = rng.integers(0, len(seeds), size=(resamples, len(seeds)))
-    student = np.empty((resamples, len(seeds)))
-    baseline = np.empty((resamples, len(seeds)))
-    for k, seed in enumerate(seeds):
-        s, b = pairs[seed]
-        where = np.nonzero(drawn == k)
-        idx = rng.integers(0, len(s), size=(len(where[0]), len(s)))
-        student[where] = _statistic(metric, s[idx])
-        baseline[where] = _statistic(metric, b[idx])
-    with np.errstate(all="ignore"):
-        return np.nanmean(student, axis=1), np.nanmean(baseline, axis=1)
-
-
-def _permutation_p(pairs: dict[int, tuple[np.ndarray, np.ndarray]], metric: str, permutations: int,
-                   rng: np.random.Generator) -> float:
-    """Two-sided p of a stratified paired permutation test.
-
-    Under the null the two networks' values of an image are exchangeable, so each permutation
-    swaps the labels of each pair with probability 1/2, within its seed (the seed structure is
-    kept: no pair moves to another seed). The statistic is the pooled difference itself (the
-    mean over seeds of the per-seed metric difference), so the test fits D_std and D_var too.
-    p = (1 + #{|T*| >= |T|}) / (1 + permutations).
-    """
-    observed = float(np.mean([_statistic(metric, s) - _statistic(metric, b) for s, b in pairs.values()]))
-    if not np.isfinite(observed):
-        return float("nan")
-    permuted = np.zeros(permutations)
-    for s, b in pairs.values():
-        swap = rng.random((permutations, len(s))) < 0.5
-        permuted += _statistic(metric, np.where(swap, b, s)) - _statistic(metric, np.where(swap, s, b))
-    permuted /= len(pairs)
-    # (a tolerance: a permutation that only reorders the sum must count as "as extreme")
-    extreme = np.abs(permuted) >= abs(observed) - 1e-12 * max(1.0, abs(observed))
-    return float((1 + extreme.sum()) / (1 + permutations))
-
-
-def holm(p_values: Sequence[float]) -> np.ndarray:
-    """Holm's step-down adjustment of a family of p-values (NaNs stay NaN, outside the family)."""
-    p = np.asarray(p_values, dtype=float)
-    out = np.full_like(p, np.nan)
-    finite = np.flatnonzero(np.isfinite(p))
-    order = finite[np.argsort(p[finite], kind="stable")]
-    m = len(order)
-    running = 0.0
-    for rank, index in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p[index]))
-        out[index] = running
-    return out
-
-
-def _interval(values: np.ndarray, tail: float) -> tuple[float, float]:
-    if not np.isfinite(values).any():
-        return float("nan"), float("nan")
-    low, high = np.nanquantile(values, [tail, 1.0 - tail])
-    return float(low), float(high)
+    student = np.array([_statistic(metric, pairs[s][0]) for s in seeds], dtype=float)
+    baseline = np.array([_statistic(metric, pairs[s][1]) for s in seeds], dtype=float)
+    return student, baseline
 
 
 def pooled_hypotheses(images: pd.DataFrame, students: Sequence[str], baseline: str = "baseline", *,
-                      resamples: int = 10000, confidence: float = 0.95, seed: int = 0) -> pd.DataFrame:
+                      confidence: float = 1 - ALPHA) -> pd.DataFrame:
     """The verdict on every hypothesis, pooled over seeds, one row per (layer, student, metric).
 
+    The seed is the unit of replication (:mod:`kdconcepts.stats`): each seed gives one
+    student-minus-baseline difference d_s (of the two networks' metric on that seed's image
+    pairs); the verdict is the t-test of mean(d_s) = 0 with S - 1 degrees of freedom, Holm-adjusted
+    over the six hypotheses of a (layer, student), at level 1 - ``confidence``.
+
     Args:
-        images: per-image rows of every seed (columns ``seed``, ``layer``, ``network`` and
-            :data:`IMAGE_COLUMNS`), as in ``results/tables/images.csv``.
+        images: per-image rows of every seed (columns ``seed``, ``layer``, ``network``, optionally
+            ``comparison``, and :data:`IMAGE_COLUMNS`), as in ``results/tables/images.csv``.
         students: the analysed students, each compared with ``baseline``.
-        resamples, confidence: of the hierarchical bootstrap; ``resamples`` is also the number
-            of permutations of the test.
-        seed: of the random generators (the bootstrap's and the permutations' are separate, so
-            the intervals do not depend on the test).
+        confidence: of the t-intervals; 1 - ``confidence`` is the family-wise level of a row.
 
     Returns:
         Columns ``layer, student, hypothesis, metric, direction, student_value, student_ci_low,
         student_ci_high, baseline_value, baseline_ci_low, baseline_ci_high, difference, ci_low,
-        ci_high, permutation_p, holm_p, n_pairs, n_dropped, n_seeds, verdict``. Values are
-        means over seeds of the per-seed network metric on the paired images (an image without
-        a value for one network is dropped from both: ``n_dropped``); the intervals are
-        percentile intervals of the hierarchical bootstrap (seeds, then images within a seed),
-        ``ci_*`` that of the difference. ``permutation_p``: the stratified paired permutation
-        test (:func:`_permutation_p`); ``holm_p``: Holm's adjustment over the six hypotheses of
-        a (layer, student) (empty for ``d_var``, shown beside D_std, not a seventh test). The
-        verdict is read from the interval alone.
+        ci_high, seed_sd, p_value, holm_p, mde, n_pairs, n_dropped, n_seeds, verdict``. Values are
+        means over seeds of the per-seed network metric on the paired images (an image without a
+        value for one network is dropped from both: ``n_dropped``); every interval is a t-interval
+        over seeds; ``seed_sd`` the standard deviation of d_s; ``p_value`` the t-test's, ``holm_p``
+        its Holm adjustment (empty for ``d_var``, shown beside D_std, not a seventh test: its
+        verdict is empty too); ``mde`` the minimum detectable effect at this many seeds, power
+        0.8, at the Bonferroni level (1 - confidence) / 6 that bounds Holm's first step.
     """
-    rng = np.random.default_rng(seed)
-    permutation_rng = np.random.default_rng([seed, 1])
-    tail = (1.0 - confidence) / 2.0
-    tested = {m for m, _, _ in HYPOTHESES}
+    alpha = 1.0 - confidence
     rows = []
     for layer in dict.fromkeys(images["layer"]):
         for student in students:
-            family = []
+            family, differences = [], []
             for metric, direction, hypothesis in REPORTED:
                 pairs, dropped = _paired_values(images, layer, student, baseline, metric)
                 if not pairs:
                     continue
+                of_student, of_baseline = seed_level(pairs, metric)
+                student_ci = stats.t_interval(of_student, confidence)
+                baseline_ci = stats.t_interval(of_baseline, confidence)
                 with np.errstate(all="ignore"):
-                    student_value = float(np.nanmean([_statistic(metric, s) for s, _ in pairs.values()]))
-                    baseline_value = float(np.nanmean([_statistic(metric, b) for _, b in pairs.values()]))
-                boot_student, boot_baseline = _hierarchical_bootstrap(pairs, metric, resamples, rng)
-                low, high = _interval(boot_student - boot_baseline, tail)
-                student_ci = _interval(boot_student, tail)
-                baseline_ci = _interval(boot_baseline, tail)
+                    student_value, baseline_value = float(np.nanmean(of_student)), float(np.nanmean(of_baseline))
+                differences.append(pd.Series(of_student - of_baseline, index=sorted(pairs)))
                 family.append({"layer": layer, "student": student, "hypothesis": hypothesis,
                                "metric": metric, "direction": direction,
                                "student_value": student_value, "student_ci_low": student_ci[0],
                                "student_ci_high": student_ci[1], "baseline_value": baseline_value,
                                "baseline_ci_low": baseline_ci[0], "baseline_ci_high": baseline_ci[1],
-                               "difference": student_value - baseline_value,
-                               "ci_low": low, "ci_high": high,
-                               "permutation_p": _permutation_p(pairs, metric, resamples, permutation_rng),
-                               "holm_p": np.nan,
                                "n_pairs": int(sum(len(s) for s, _ in pairs.values())),
-                               "n_dropped": dropped, "n_seeds": len(pairs),
-                               "verdict": verdict(low, high, direction)})
-            in_family = [k for k, row in enumerate(family) if row["metric"] in tested]
-            for k, adjusted in zip(in_family, holm([family[k]["permutation_p"] for k in in_family])):
-                family[k]["holm_p"] = float(adjusted)
-            rows += family
+                               "n_dropped": dropped, "n_seeds": len(pairs)})
+            if family:
+                rows += _decided(family, differences, confidence, alpha / len(HYPOTHESES))
     return pd.DataFrame(rows)
 
 
-def seed_differences(images: pd.DataFrame, students: Sequence[str], baseline: str = "baseline", *,
-                     resamples: int = 10000, confidence: float = 0.95, seed: int = 0) -> pd.DataFrame:
-    """Each seed's student-minus-baseline difference with its own bootstrap interval (images
-    resampled in pairs, ``scipy.stats.bootstrap``), for the per-seed points of the figure, and
-    the per-seed two-sided Wilcoxon signed-rank test on the image pairs (``wilcoxon_p``; empty
-    for D_std and D_var, spreads over images). Pairs as in :func:`pooled_hypotheses`."""
-    from scipy import stats
+def _decided(family: list[dict], differences: list[pd.Series], confidence: float,
+             mde_level: float) -> list[dict]:
+    """A (layer, student)'s rows with the verdict rule's numbers (:func:`kdconcepts.stats.decide`
+    on its six hypotheses; D_var, beside D_std, gets its own t-test but no Holm p or verdict)."""
+    tested = [k for k, row in enumerate(family) if row["metric"] != "d_var"]
+    seeds = pd.concat(differences, axis=1).sort_index()  # seeds x hypotheses (NaN: no pairs)
+    decision = stats.decide(seeds.to_numpy().T[tested], [family[k]["direction"] for k in tested], confidence)
+    test = stats.seed_test(seeds.to_numpy().T, confidence)
+    for k, row in enumerate(family):
+        row.update(difference=float(test.mean[k]), ci_low=float(test.ci_low[k]),
+                   ci_high=float(test.ci_high[k]), seed_sd=float(test.sd[k]), p_value=float(test.p[k]),
+                   holm_p=np.nan, verdict="",
+                   mde=stats.minimum_detectable_effect(float(test.sd[k]), int(test.n_seeds[k]), mde_level))
+    for j, k in enumerate(tested):
+        family[k].update(holm_p=float(decision.holm_p[j]), verdict=str(decision.verdict[j]))
+    columns = ["layer", "student", "hypothesis", "metric", "direction", "student_value", "student_ci_low",
+               "student_ci_high", "baseline_value", "baseline_ci_low", "baseline_ci_high", "difference",
+               "ci_low", "ci_high", "seed_sd", "p_value", "holm_p", "mde", "n_pairs", "n_dropped",
+               "n_seeds", "verdict"]
+    return [{c: row[c] for c in columns} for row in family]
 
-    rng = np.random.default_rng(seed)
+
+def seed_differences(images: pd.DataFrame, students: Sequence[str], baseline: str = "baseline", *,
+                     resamples: int = 10000, confidence: float = 1 - ALPHA, seed: int = 0) -> pd.DataFrame:
+    """Each seed's student-minus-baseline difference with its own bootstrap interval (images
+    resampled in pairs, ``scipy.stats.bootstrap``; one random stream per layer, student, metric
+    and seed: :func:`kdconcepts.stats.stream`), the points of the forest plot; and, where a
+    seed has enough pairs to reject at 1 - ``confidence``, its two-sided Wilcoxon signed-rank
+    test on the image pairs (``wilcoxon_p``; empty for D_std and D_var, spreads over images, and
+    for a seed whose smallest possible p, 2 / 2^n, is not below the level: ``wilcoxon_note``
+    says "too few pairs per seed"). Pairs as in :func:`pooled_hypotheses`. Descriptive: each
+    seed alone; no verdict comes from these."""
+    from scipy import stats as sps
+
+    alpha = 1.0 - confidence
     rows = []
     for layer in dict.fromkeys(images["layer"]):
         for student in students:
@@ -474,50 +436,50 @@ def seed_differences(images: pd.DataFrame, students: Sequence[str], baseline: st
                     difference = float(_statistic(metric, s) - _statistic(metric, b))
                     low = high = np.nan
                     if len(s) > 1 and np.isfinite(difference):
-                        result = stats.bootstrap(
+                        result = sps.bootstrap(
                             (s, b), lambda x, y, axis=-1: _statistic(metric, x) - _statistic(metric, y),
                             paired=True, vectorized=True, n_resamples=resamples,
-                            confidence_level=confidence, method="percentile", random_state=rng)
+                            confidence_level=confidence, method="percentile",
+                            random_state=stats.stream(seed, layer, student, metric, seed_value))
                         low, high = result.confidence_interval
-                    p_value = np.nan
+                    p_value, note = np.nan, ""
                     if metric not in ("d_std", "d_var"):
-                        p_value = float(stats.wilcoxon(s, b).pvalue) if np.any(s != b) else 1.0
+                        if stats.smallest_wilcoxon_p(len(s)) >= alpha:
+                            note = "too few pairs per seed"
+                        else:
+                            p_value = float(sps.wilcoxon(s, b).pvalue) if np.any(s != b) else 1.0
                     rows.append({"layer": layer, "student": student, "metric": metric,
                                  "direction": direction, "seed": seed_value, "difference": difference,
                                  "ci_low": float(low), "ci_high": float(high),
-                                 "wilcoxon_p": p_value, "n_pairs": int(len(s))})
+                                 "wilcoxon_p": p_value, "wilcoxon_note": note, "n_pairs": int(len(s))})
     return pd.DataFrame(rows)
 
 
 def teacher_reference(images: pd.DataFrame, students: Sequence[str], baseline: str = "baseline", *,
-                      teacher: str = "teacher", resamples: int = 10000, confidence: float = 0.95,
-                      seed: int = 0) -> pd.DataFrame:
+                      teacher: str = "teacher", confidence: float = 1 - ALPHA) -> pd.DataFrame:
     """The teacher beside each student and the baseline: context, not a hypothesis.
 
     Per (layer, student, metric of :data:`TEACHER_METRICS`), at the final checkpoint on the same
     evaluated images: the three networks' values (means over seeds of the per-seed network
-    metric), the teacher's hierarchical-bootstrap interval, ``student_share`` (student / teacher:
-    "the student keeps x% of the teacher's foreground concepts"), ``baseline_share`` and
+    metric), the teacher's t-interval over seeds, ``student_share`` (student / teacher: "the
+    student keeps x% of the teacher's foreground concepts"), ``baseline_share`` and
     ``teacher_minus_baseline`` (the reference line of the forest plot). No verdict.
     """
-    rng = np.random.default_rng([seed, 2])
-    tail = (1.0 - confidence) / 2.0
     rows = []
     for layer in dict.fromkeys(images["layer"]):
         for student in students:
             for metric in TEACHER_METRICS:
                 trios = {}
-                for seed_value, of_seed in images[images["layer"] == layer].groupby("seed", sort=True):
+                for seed_value, of_seed in _of_comparison(images, layer, student).groupby("seed", sort=True):
                     wide = of_seed.pivot(index="image_id", columns="network", values=_IMAGE_VALUE[metric])
                     if {teacher, student, baseline} <= set(wide.columns):
                         trios[int(seed_value)] = wide[[teacher, student, baseline]].to_numpy(float)
                 if not trios:
                     continue
-                values = {name: float(np.mean([_statistic(metric, t[:, k]) for t in trios.values()]))
-                          for k, name in enumerate(("teacher", "student", "baseline"))}
-                teacher_boot, _ = _hierarchical_bootstrap({s: (t[:, 0], t[:, 2]) for s, t in trios.items()},
-                                                          metric, resamples, rng)
-                low, high = _interval(teacher_boot, tail)
+                per_seed = {name: np.array([_statistic(metric, t[:, k]) for t in trios.values()])
+                            for k, name in enumerate(("teacher", "student", "baseline"))}
+                values = {name: float(np.mean(v)) for name, v in per_seed.items()}
+                low, high = stats.t_interval(per_seed["teacher"], confidence)
                 with np.errstate(all="ignore"):
                     rows.append({"layer": layer, "student": student, "metric": metric,
                                  "teacher_value": values["teacher"], "teacher_ci_low": low,

@@ -458,12 +458,12 @@ def pool_seeds(per_seed: Mapping[str, Sequence[str | Path]], *, students: Sequen
     pooled.insert(2, "seed", "pooled")
     out["metrics"] = pd.concat([metrics.astype({"seed": object}), pooled], ignore_index=True)
     images = out["images"]
-    out["hypotheses"] = M.pooled_hypotheses(images, students, resamples=resamples, confidence=confidence)
+    out["hypotheses"] = M.pooled_hypotheses(images, students, confidence=confidence)
     per_seed_diff = M.seed_differences(images, students, resamples=resamples, confidence=confidence)
     pooled_diff = out["hypotheses"][["layer", "student", "metric", "direction", "difference",
                                      "ci_low", "ci_high", "n_pairs"]].assign(seed="pooled")
     out["differences"] = pd.concat([per_seed_diff.astype({"seed": object}), pooled_diff], ignore_index=True)
-    out["teacher"] = M.teacher_reference(images, students, resamples=resamples, confidence=confidence)
+    out["teacher"] = M.teacher_reference(images, students, confidence=confidence)
     accuracy = metrics.pivot_table(index="seed", columns="network", values="test_accuracy", aggfunc="first")
     out["premise"] = M.premise(accuracy.reset_index(), premise_margin)
     return out

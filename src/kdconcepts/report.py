@@ -16,6 +16,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from kdconcepts import stats  # noqa: E402
 from kdconcepts.metrics import REPORTED  # noqa: E402
 from kdconcepts.runtime import atomic_path  # noqa: E402
 
@@ -34,7 +35,8 @@ _HEADERS = {"n_fg": r"$N_{\mathrm{fg}}\uparrow$", "n_bg": r"$N_{\mathrm{bg}}\dow
 # Decimal places; None: three significant digits (weight distances span orders of magnitude).
 _DIGITS = {"n_fg": 2, "n_bg": 2, "lambda": 3, "d_mean": None, "d_var": None, "d_std": None, "rho": 3}
 # \surd, \times and \circ are core LaTeX: the fragment needs only booktabs.
-_MARKS = {"held": r"$^{\surd}$", "reversed": r"$^{\times}$", "not significant": r"$^{\circ}$"}
+# (D_var, shown beside D_std, is not a seventh test: no verdict, no mark.)
+_MARKS = {"held": r"$^{\surd}$", "reversed": r"$^{\times}$", "not significant": r"$^{\circ}$", "": ""}
 
 
 def _escape(text: str) -> str:
@@ -127,10 +129,11 @@ def latex_table(hypotheses: pd.DataFrame, premise: pd.DataFrame, *, dataset: str
     level = f"{100 * confidence:g}"
     caption = caption or (
         rf"Visual concepts of the students and the baseline (final checkpoint), means over "
-        rf"{int(hypotheses['n_seeds'].max())} seed(s) with {level}\% hierarchical-bootstrap "
-        rf"intervals (seeds, then images). Arrows: the paper's direction; on a student, "
-        rf"$\surd$ = the interval of the difference excludes 0 in that direction, $\times$ = it "
-        rf"excludes 0 against it, $\circ$ = not significant."
+        rf"{int(hypotheses['n_seeds'].max())} seed(s) with {level}\% t-intervals over seeds (the "
+        rf"seed is the unit of replication). Arrows: the paper's direction; on a student, "
+        rf"$\surd$ = held (the t-test of the per-seed differences, Holm-adjusted over the six "
+        rf"hypotheses, rejects at {100 - float(level):g}\% in that direction), $\times$ = "
+        rf"reversed (it rejects against it), $\circ$ = not significant."
         + (r" The teacher's row is context (final checkpoint, same images), not a hypothesis."
            if teacher is not None and len(teacher) else "")
         + (" One block per architecture, each its own pipeline (teacher, students, baseline, "
@@ -240,8 +243,9 @@ def plot_differences(differences: pd.DataFrame, layer: str, *, palette: str = "c
                      confidence: float = 0.95, ax_size: float = 2.4,
                      teacher: pd.DataFrame | None = None):
     """For each metric, the student-minus-baseline difference with its interval, per seed and
-    pooled (the pooled interval from the hierarchical bootstrap). The paper's direction is
-    shaded: a pooled interval inside the shade is a held hypothesis. With ``teacher``
+    pooled (the pooled t-interval over seeds). The paper's direction is
+    shaded: a pooled interval inside the shade has p < 1 - confidence before Holm's adjustment
+    (the verdict, in hypotheses.csv, is the adjusted test's). With ``teacher``
     (``teacher.csv``), a dashed line on N_fg, N_bg and lambda marks the teacher-minus-baseline
     difference: where a student that copied the teacher would sit. With an ``architecture``
     column (:func:`stack_architectures`), one row of panels per architecture."""
@@ -407,15 +411,27 @@ def verdict_table(hypotheses: pd.DataFrame, confidence: float) -> pd.DataFrame:
         baseline=hypotheses["baseline_value"].map(lambda v: f"{v:.4g}"),
         difference=[f"{d:+.4g} [{lo:.4g}, {hi:.4g}]" for d, lo, hi in
                     zip(hypotheses["difference"], hypotheses["ci_low"], hypotheses["ci_high"])],
-        p=hypotheses["permutation_p"].map(_p_value),
+        p=hypotheses["p_value"].map(_p_value),
         holm=hypotheses["holm_p"].map(_p_value),
-        pairs=[f"{n}" + (f" ({k} dropped)" if k else "") for n, k in
-               zip(hypotheses["n_pairs"], hypotheses["n_dropped"])],
+        mde=[f"{m:.3g}" if np.isfinite(m) else "" for m in hypotheses["mde"]],
+        pairs=[f"{n} ({s})" + (f", {k} dropped" if k else "") for n, s, k in
+               zip(hypotheses["n_pairs"], hypotheses["n_seeds"], hypotheses["n_dropped"])],
     )[(["architecture"] if "architecture" in hypotheses else []) +
       ["layer", "network", "hypothesis", "metric", "student", "baseline", "difference", "p", "holm",
-       "pairs", "verdict"]]
-    return verdicts.rename(columns={"difference": f"difference [{level} CI]", "p": "permutation p",
-                                    "holm": "Holm p", "pairs": "image pairs"})
+       "verdict", "mde", "pairs"]]
+    return verdicts.rename(columns={"difference": f"difference [{level} CI]", "p": "t-test p",
+                                    "holm": "Holm p", "mde": "MDE", "pairs": "image pairs (seeds)"})
+
+
+def verdict_meaning(confidence: float, seeds: int) -> str:
+    """What a verdict means, in one sentence (summary.md and the report's front page)."""
+    alpha = f"{1 - confidence:.3g}"
+    return (f"A verdict is about the training procedure, replicated by {seeds} seed(s), each training "
+            f"its own teacher, student and baseline: `held` means the two-sided t-test of the "
+            f"per-seed student-minus-baseline differences ({seeds} - 1 degrees of freedom), "
+            f"Holm-adjusted over the row's six hypotheses, gives p < {alpha} with the difference "
+            f"in the paper's direction, `reversed` the same against it, and `not significant` "
+            f"anything else, an effect smaller than its MDE included.")
 
 
 def _p_value(p: float) -> str:
@@ -478,10 +494,9 @@ def front_page_rst(*, tree: str, hypotheses: pd.DataFrame, premise: pd.DataFrame
     lines = [
         _title(tree), "=" * len(_title(tree)), "",
         f"**Premise {'held' if held else 'NOT held'}**: {sentence}.", "",
-        f"**Verdicts**, pooled over {seeds} seed(s) (held: the {100 * confidence:g}% interval of "
-        "the student-minus-baseline difference excludes 0 in the paper's direction; reversed: it "
-        f"excludes 0 against it). From ``{tree}/tables/hypotheses.csv``; all of it in "
-        f"``{tree}/summary.md``.", "",
+        f"**Verdicts**, pooled over {seeds} seed(s). "
+        + verdict_meaning(confidence, seeds).replace("`", "``")
+        + f" From ``{tree}/tables/hypotheses.csv``; all of it in ``{tree}/summary.md``.", "",
         ".. raw:: html", "",
         '   <div style="overflow-x: auto; max-width: 100%; font-size: 80%">',
         *("   " + line for line in table.splitlines()),
@@ -521,6 +536,26 @@ def _zero_concept_table(metrics: pd.DataFrame) -> pd.DataFrame:
                                  "n_images": "evaluated images (all seeds)"})
 
 
+def _images_per_seed(selection: pd.DataFrame) -> str:
+    """The evaluated images per seed, "4" or "3-4" when seeds differ."""
+    evaluated = selection["evaluated"].astype(int)
+    low, high = int(evaluated.min()), int(evaluated.max())
+    return f"{low}" if low == high else f"{low}-{high}"
+
+
+def _seed_test_lines(differences: pd.DataFrame, confidence: float) -> list[str]:
+    """The per-seed Wilcoxon tests, where a seed has enough pairs to reject; else one line."""
+    per_seed = differences[differences["seed"].astype(str) != "pooled"]
+    if per_seed["wilcoxon_p"].notna().any():
+        return ["Per seed, the two-sided Wilcoxon signed-rank test on that seed's image pairs, where "
+                "it can reject (descriptive: each seed alone; the verdicts come from the seeds "
+                "together):", "", _markdown_table(_seed_tests(differences)), ""]
+    pairs = int(per_seed["n_pairs"].max()) if len(per_seed) else 0
+    return [f"Per-seed Wilcoxon tests: too few pairs per seed (at most {pairs}: the smallest "
+            f"two-sided p is {stats.smallest_wilcoxon_p(pairs):.3g}, not below "
+            f"{1 - confidence:.3g}).", ""]
+
+
 def _seed_tests(differences: pd.DataFrame) -> pd.DataFrame:
     """The per-seed Wilcoxon p-values: one row per (layer, student, metric), one column per seed."""
     rows = differences[(differences["seed"].astype(str) != "pooled") & differences["wilcoxon_p"].notna()]
@@ -548,7 +583,7 @@ def summary_markdown(*, command: str, tree: str, hypotheses: pd.DataFrame, premi
                      selection: pd.DataFrame, work: pd.DataFrame, times: pd.DataFrame,
                      confidence: float, config_name: str, teacher: pd.DataFrame | None = None,
                      metrics: pd.DataFrame | None = None, differences: pd.DataFrame | None = None,
-                     zero_concept_images: str = "keep", permutations: int | None = None) -> str:
+                     zero_concept_images: str = "keep") -> str:
     """``results/summary.md``: the premise line, the verdicts, the teacher beside the student,
     the images, and the time and passes spent.
 
@@ -560,7 +595,6 @@ def summary_markdown(*, command: str, tree: str, hypotheses: pd.DataFrame, premi
             ``metrics.csv`` (images without a foreground concept) and ``differences.csv`` (the
             per-seed Wilcoxon tests); each section is left out without its table.
         zero_concept_images: the ``metrics.zero_concept_images`` rule the run used.
-        permutations: the permutation test's permutations (``metrics.resamples``).
     """
     students = list(dict.fromkeys(hypotheses["student"]))
     sentence, held = premise_sentence(premise, students + ["baseline"])
@@ -588,16 +622,18 @@ def summary_markdown(*, command: str, tree: str, hypotheses: pd.DataFrame, premi
         "",
         "## Verdicts",
         "",
-        f"Pooled over {seeds} seed(s): means over seeds of each network's metric on the image "
-        f"pairs (an image without a value for one network, such as a rho without concepts, is "
-        f"dropped from both and counted); {level} intervals of the student-minus-baseline "
-        f"difference from a hierarchical bootstrap (seeds, then images within a seed). "
-        f"`held`: the interval excludes 0 in the paper's direction; `reversed`: it excludes 0 "
-        f"against it; the verdict reads the interval alone. `permutation p`: a stratified paired "
-        f"permutation test (the two networks' labels swapped at random within image pairs, "
-        f"within seeds{f'; {permutations} permutations' if permutations else ''}) on the pooled "
-        f"difference; `Holm p`: Holm's adjustment over the six hypotheses of a row (D_var is "
-        f"D_std squared, not a seventh test).",
+        verdict_meaning(confidence, seeds),
+        "",
+        f"Design: {seeds} seed(s) x {_images_per_seed(selection)} evaluated image(s) per seed "
+        f"(config `seeds`, `metrics.effective`). The seed is the unit of replication: each seed "
+        f"gives one difference, that of the two networks' metrics on its image pairs (an image "
+        f"without a value for one network, such as a rho without concepts, is dropped from both "
+        f"and counted). Values are means over seeds; {level} t-intervals over seeds; `t-test p` "
+        f"and its `Holm p` decide the verdict (D_var is D_std squared, shown beside it, not a "
+        f"seventh test). `MDE`: the minimum detectable effect, the smallest |difference| this "
+        f"design detects with power {stats.POWER:g} at the Bonferroni level "
+        f"{(1 - confidence) / 6:.3g} that bounds Holm's first step, given the seed-to-seed "
+        f"standard deviation of the differences measured here (`seed_sd` in hypotheses.csv).",
         "",
         _markdown_table(verdicts),
         "",
@@ -609,7 +645,7 @@ def summary_markdown(*, command: str, tree: str, hypotheses: pd.DataFrame, premi
             f"Context, not a hypothesis: the teacher's N_fg, N_bg and lambda at the final "
             f"checkpoint on the same evaluated images (from `{tree}/tables/teacher.csv`), beside "
             f"each student and the baseline; means over seeds, the teacher's {level} interval "
-            f"from the same hierarchical bootstrap.",
+            f"a t-interval over seeds.",
             "",
             _markdown_table(_teacher_table(teacher, confidence)),
             "",
@@ -634,13 +670,7 @@ def summary_markdown(*, command: str, tree: str, hypotheses: pd.DataFrame, premi
             "",
         ]
     if differences is not None and "wilcoxon_p" in differences:
-        lines += [
-            "Per seed, the two-sided Wilcoxon signed-rank test on that seed's image pairs "
-            "(descriptive: each seed alone; the verdicts above come from the pooled intervals):",
-            "",
-            _markdown_table(_seed_tests(differences)),
-            "",
-        ]
+        lines += _seed_test_lines(differences, confidence)
     lines += [
         "## Work and time",
         "",

@@ -97,7 +97,6 @@ rule summary:
         architecture=lambda w: TREES[w.tree]["arch"],
         confidence=config["metrics"]["confidence"],
         zero_concept_images=config["metrics"]["zero_concept_images"],
-        permutations=config["metrics"]["resamples"],
         benchmarks=lambda w: f"logs/benchmarks/{w.tree}",
         data_benchmarks="logs/benchmarks/data",
         config_files=[os.path.relpath(f, workflow.basedir) for f in workflow.configfiles],

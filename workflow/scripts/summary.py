@@ -40,7 +40,7 @@ with job_logging(smk.log[0]):
         times=_times(smk.params.benchmarks, smk.params.data_benchmarks),
         confidence=smk.params.confidence, teacher=pd.read_csv(smk.input.teacher),
         metrics=pd.read_csv(smk.input.metrics), differences=pd.read_csv(smk.input.differences),
-        zero_concept_images=smk.params.zero_concept_images, permutations=smk.params.permutations,
+        zero_concept_images=smk.params.zero_concept_images,
         config_name=config_name)
     with atomic_path(smk.output.summary) as tmp:
         tmp.write_text(text, encoding="utf-8")
