@@ -19,7 +19,11 @@ STAMP := $(VENV)/.installed-$(shell cat envs/requirements.lock pyproject.toml | 
 export DVC_NO_ANALYTICS := 1
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: reproduce test test-fast report lock venv clean gpu-check
+.PHONY: reproduce test test-fast report lock venv clean gpu-check check
+
+# Another run than the default: make reproduce CONFIG=config/photos.yaml (its results: results/photos/).
+CONFIG ?=
+CONFIG_ARGS := $(if $(CONFIG),--configfile $(CONFIG))
 
 venv: $(STAMP)
 
@@ -35,8 +39,13 @@ $(STAMP): envs/requirements.lock pyproject.toml
 	@touch $@
 
 reproduce: venv
-	$(BIN)/snakemake --cores $(CORES) --rerun-incomplete
-	$(BIN)/snakemake --report results/report.html
+	$(BIN)/kdconcepts check --config-only $(CONFIG_ARGS)
+	$(BIN)/snakemake --cores $(CORES) --rerun-incomplete $(CONFIG_ARGS)
+	$(BIN)/snakemake --report results/report.html $(CONFIG_ARGS)
+
+# Is the run complete and intact (every output there, readable, as its job made it)? What to remake.
+check: venv
+	$(BIN)/kdconcepts check $(CONFIG_ARGS)
 
 test: venv
 	$(PYTEST) --durations=15

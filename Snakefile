@@ -12,20 +12,19 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/quantify.smk"
 include: "workflow/rules/metrics.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/targets.smk"
 
 
 # The default target (kept here: Snakemake honours default_target only in the main Snakefile).
-# Each seed's tables are listed too, so that a seed's tables lost after a failed job are remade
-# even when the pooled ones are still there; and any round of the effective-first schedule that
-# the verdicts on disk already say is needed (common.smk, pending_rounds, says why).
+# Every output of every job is listed (workflow/rules/targets.smk, EXPECTED), so that one plain
+# run remakes whatever is missing, and what depends on it.
 rule all:
     input:
         expand("{tree}/tables/table.tex", tree=TREES),
         expand("{tree}/summary.md", tree=TREES),
-        expand("{tree}/seed_{seed}/tables/metrics.csv", tree=TREES, seed=SEEDS),
+        EXPECTED,
         REPORT_FIGURES,
         REPORT_FRONTS if not ARCHITECTURE_AXIS else [],  # (an axis has one front page for all)
         SWEEP_OUTPUTS,
         AXIS_OUTPUTS,
-        pending_rounds,
     default_target: True

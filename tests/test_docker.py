@@ -164,5 +164,5 @@ def test_image_builds_on_local_base_and_runs_the_smoke_config(docker_host, wheel
     assert smoke.returncode == 0, harness.tail(smoke.stdout, 80)
     for produced in ("tables/metrics.csv", "tables/table.tex", "figures/conv/entropy_maps.png",
                      "figures/conv/concepts_vs_distance.png"):
-        assert (results / produced).stat().st_size > 0, produced
-    assert len(harness.result_tables(results)) >= 10
+        assert (results / "smoke" / produced).stat().st_size > 0, produced
+    assert len(harness.result_tables(results / "smoke")) >= 10

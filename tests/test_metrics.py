@@ -144,7 +144,7 @@ def test_pooled_verdict_is_the_holm_adjusted_t_test_of_the_per_seed_differences(
     tested = held[held["holm_p"].notna()]
     assert set(tested.index) <= {m for m, _, _ in M.HYPOTHESES}  # D_var: beside D_std, not a test
     assert tested["holm_p"].to_numpy() == pytest.approx(S.holm(tested["p_value"]))
-    assert held.loc["d_var", "verdict"] == "" and np.isnan(held.loc["d_var", "holm_p"])
+    assert held.loc["d_var", "verdict"] == M.BESIDE and np.isnan(held.loc["d_var", "holm_p"])
     assert row["student_ci_low"] <= row["student_value"] <= row["student_ci_high"]
     assert row["mde"] == pytest.approx(S.minimum_detectable_effect(row["seed_sd"], 5, 0.05 / 6))
     reversed_ = M.pooled_hypotheses(_pairs(-1.0, seeds=5), ["distilled_student"]).set_index("metric")

@@ -12,7 +12,6 @@ import yaml
 
 from conftest import ROOT, SMOKE, smoke_reference_run, snakemake
 from kdconcepts.report import METRIC_LABELS
-from kdconcepts.schedule import late_epochs
 
 
 def _jobs(dry_run_stdout: str) -> dict[str, int]:
@@ -29,12 +28,9 @@ def test_default_dag_dry_run(repo_copy):
     seeds, layers = len(cfg["seeds"]), len(cfg["layers"])
     trees = len(cfg["architectures"])  # the default's architecture axis: one tree each
     assert trees == 2 and cfg["teacher"]["shared_pretrain"]
-    late = late_epochs(cfg["checkpoints"], cfg["metrics"]["late_fraction"])
-    # Before the first round's verdicts exist, the plan holds round 0 of every seed and layer:
-    # one job for its late steps and verdict, which makes every network's late table.
-    assert jobs["quantify_round"] == trees * seeds * layers
-    for step in late:
-        assert "round_0/baseline/epoch_%03d.parquet" % step in run.stdout
+    # One quantify job per seed and layer: every map it needs, its rounds and chosen images.
+    assert jobs["quantify"] == trees * seeds * layers
+    assert "results/default/small_vgg/seed_0/quantify/conv/maps.parquet" in run.stdout
     assert jobs["teacher_pretrain"] == trees  # one pre-training per tree, for every seed
     for rule in ("teacher", "distilled_student", "baseline", "metrics"):
         assert jobs[rule] == trees * seeds * (layers if rule == "distilled_student" else 1), rule
@@ -44,13 +40,13 @@ def test_default_dag_dry_run(repo_copy):
     assert jobs["data_synthetic"] == jobs["all"] == jobs["architectures"] == 1
     assert "report_front" not in jobs  # (an axis has one front page, made by `architectures`)
     for arch in cfg["architectures"]:
-        assert f"results/{arch}/seed_2/train/teacher/final.pt" in run.stdout
-        assert f"results/{arch}/pretrain/final.pt" in run.stdout
+        assert f"results/default/{arch}/seed_2/train/teacher/final.pt" in run.stdout
+        assert f"results/default/{arch}/pretrain/final.pt" in run.stdout
     # The order on a few cores (workflow/rules/common.smk, PRIORITY): the longest remaining
     # chain first, so every training job before any quantification it does not wait for.
     priority = _priorities(run.stdout)
     assert priority["teacher_pretrain"] > priority["teacher"] > priority["distilled_student"] \
-        > priority["baseline"] > priority["quantify_round"] == priority["metrics"] == 0, priority
+        > priority["baseline"] > priority["quantify"] > priority["metrics"] == 0, priority
 
 
 def _priorities(dry_run_stdout: str) -> dict[str, int]:
@@ -116,7 +112,7 @@ def test_smoke_pipeline_end_to_end(smoke, tmp_path):
     # The shared run stays as it is (other tests, maybe in another worker, copy it): the dry
     # runs and the report below work in a copy (copy2 keeps the times Snakemake compares).
     repo_copy = shutil.copytree(reference, tmp_path / "repo", symlinks=True)
-    results = repo_copy / "results"
+    results = repo_copy / "results/smoke"
 
     # Per seed: the six metrics of every network, the per-image rows they average, the verdicts.
     for seed in (0, 1):
@@ -158,13 +154,16 @@ def test_smoke_pipeline_end_to_end(smoke, tmp_path):
     assert (work.loc[work["network"] != "sigma_f check", "sample_passes"] > 0).all()
     assert {"teacher", "distilled_student", "baseline", "sigma_f check"} == set(work["network"])
 
-    # Paired statistics: the permutation p and Holm's adjustment beside the interval; pairs
-    # undefined for one network are dropped from both and counted; Wilcoxon per seed only.
-    assert {"permutation_p", "holm_p", "n_pairs", "n_dropped"} <= set(pooled) and "wilcoxon_p" not in pooled
-    assert (pooled["holm_p"].dropna() >= pooled.loc[pooled["holm_p"].notna(), "permutation_p"]).all()
+    # The seed is the unit: the t-test's p and its Holm adjustment decide the verdict; pairs
+    # undefined for one network are dropped from both and counted; Wilcoxon per seed only, and
+    # not with 4 pairs a seed (it cannot reject at 0.05).
+    assert {"p_value", "holm_p", "mde", "seed_sd", "n_pairs", "n_dropped"} <= set(pooled) and "wilcoxon_p" not in pooled
+    tested = pooled[pooled["holm_p"].notna()]
+    assert (tested["holm_p"] >= tested["p_value"]).all()
+    assert ((tested["verdict"] != "not significant") == (tested["holm_p"] < 0.05)).all()
     assert (pooled["n_pairs"] + pooled["n_dropped"] == 8).all()  # 2 seeds x 4 evaluated images
     differences = pd.read_csv(results / "tables/differences.csv")
-    assert differences.loc[differences["seed"] != "pooled", "wilcoxon_p"].notna().any()
+    assert differences["wilcoxon_p"].isna().all() and "too few pairs per seed" in summary
     # The teacher beside the students: context rows, the table's row, the summary's sentences.
     teacher = pd.read_csv(results / "tables/teacher.csv")
     assert list(teacher["metric"]) == ["n_fg", "n_bg", "lambda"] and "verdict" not in teacher
@@ -176,7 +175,7 @@ def test_smoke_pipeline_end_to_end(smoke, tmp_path):
     assert "Teacher (context)" in tex
     for fig in ("entropy_maps", "concepts_vs_distance", "differences"):
         assert (results / f"figures/conv/{fig}.png").stat().st_size > 5000
-    for log in ("logs/results/seed_0/metrics.log", "logs/benchmarks/results/seed_0/metrics.tsv"):
+    for log in ("logs/results/smoke/seed_0/metrics.log", "logs/benchmarks/results/smoke/seed_0/metrics.tsv"):
         assert (repo_copy / log).exists(), log
 
     if shutil.which("pdflatex"):
@@ -234,11 +233,11 @@ def test_smoke_pipeline_end_to_end(smoke, tmp_path):
     front = json.loads(re.search(r'workflow_desc = ("(?:[^"\\]|\\.)*")', html)[1])
     assert front.index("Premise") < front.index('class="dataframe verdicts"') < front.index(
         "data:image/png;base64") < front.index("kdconcepts reproduces")
-    assert '<h1 class="title">Results</h1>' in front and "System Message" not in front
+    assert '<h1 class="title">Results: smoke</h1>' in front and "System Message" not in front
     shown = re.findall(r"<tr>\s*<td>([^<]*)</td>\s*<td>([^<]*)</td>", front)
     assert sorted(shown) == sorted((f"{METRIC_LABELS[r.metric]} ({r.direction})", r.verdict)
                                    for r in pooled.itertuples())
-    assert summary.startswith("# Results\n")
+    assert summary.startswith("# Results: smoke\n")
 
 
 @pytest.mark.slow
@@ -253,7 +252,7 @@ def test_architecture_axis_end_to_end(tmp_path):
     run = snakemake(repo, "--cores", "2", *overlays, timeout=1500)
     assert run.returncode == 0, (run.stdout + run.stderr)[-6000:]
     for arch in ("small_vgg", "small_resnet"):
-        tree = repo / "results" / arch
+        tree = repo / "results/smoke" / arch
         teacher = json.loads((tree / "seed_0/train/teacher/metrics.json").read_text())
         assert teacher["arch"] == arch
         baseline = torch.load(tree / "seed_0/train/baseline/final.pt", weights_only=True)
@@ -262,23 +261,23 @@ def test_architecture_axis_end_to_end(tmp_path):
         assert rates[0] == pytest.approx(0.1 if arch == "small_resnet" else 0.01)  # its own rates
         assert (tree / "summary.md").read_text().startswith(f"# Results: {arch}\n")
         assert pd.read_csv(tree / "seed_0/tables/metrics.csv")["architecture"].eq(arch).all()
-    hypotheses = pd.read_csv(repo / "results/tables/hypotheses.csv")
+    hypotheses = pd.read_csv(repo / "results/smoke/tables/hypotheses.csv")
     assert list(dict.fromkeys(hypotheses["architecture"])) == ["small_vgg", "small_resnet"]
     assert hypotheses.groupby("architecture").size().to_dict() == {"small_vgg": 7, "small_resnet": 7}
     for arch in ("small_vgg", "small_resnet"):  # the stacked rows are the tree's own
-        own = pd.read_csv(repo / f"results/{arch}/tables/hypotheses.csv")
+        own = pd.read_csv(repo / f"results/smoke/{arch}/tables/hypotheses.csv")
         stacked = hypotheses[hypotheses["architecture"] == arch].drop(columns="architecture").reset_index(drop=True)
         pd.testing.assert_frame_equal(stacked, own)
-    premise = pd.read_csv(repo / "results/tables/premise.csv")
+    premise = pd.read_csv(repo / "results/smoke/tables/premise.csv")
     assert list(premise["architecture"]) == ["small_vgg", "small_resnet"]
-    tex = (repo / "results/tables/table.tex").read_text()
+    tex = (repo / "results/smoke/tables/table.tex").read_text()
     assert tex.count("Distilled student") == 2 and "small\\_vgg (synthetic), conv" in tex \
         and "small\\_resnet (synthetic), conv" in tex
-    summary = (repo / "results/summary.md").read_text()
+    summary = (repo / "results/smoke/summary.md").read_text()
     assert summary.startswith("# Results: 2 architectures\n") and "| architecture | layer |" in summary
-    assert "## small_vgg (`results/small_vgg/summary.md`)" in summary and "## small_resnet (" in summary
+    assert "## small_vgg (`results/smoke/small_vgg/summary.md`)" in summary and "## small_resnet (" in summary
     assert "--configfile tests/configs/smoke.yaml --configfile tests/overlays/two_architectures.yaml" in summary
-    assert (repo / "results/figures/conv/differences.png").stat().st_size > 10000
-    assert "small_resnet" in (repo / "results/report_front.rst").read_text()
+    assert (repo / "results/smoke/figures/conv/differences.png").stat().st_size > 10000
+    assert "small_resnet" in (repo / "results/smoke/report_front.rst").read_text()
     again = snakemake(repo, "-n", "--cores", "2", *overlays)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr, again.stdout[-3000:]

@@ -31,7 +31,7 @@ def test_quick_configs_dry_run(shipped_dry_runs, config):
     run = shipped_dry_runs[config]
     assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
     stage = yaml.safe_load((ROOT / config).read_text())["dataset"]["dvc_stage"]
-    assert f"data_{stage}" in run.stdout and "quantify_round" in run.stdout
+    assert f"data_{stage}" in run.stdout and "quantify" in run.stdout
 
 
 @pytest.mark.slow
@@ -47,15 +47,15 @@ def test_quick_cub_config_runs_end_to_end_on_the_fixture(tmp_path):
     assert run.returncode == 0, (run.stdout + run.stderr)[-5000:]
     prepared = repo / "data/prepared/cub_quick"
     assert (prepared / "index.csv").is_file() and len(list((prepared / "images").iterdir())) == 18
-    summary = (repo / "results/summary.md").read_text()
-    assert "## Verdicts" in summary and (repo / "results/tables/table.tex").is_file()
-    hypotheses = pd.read_csv(repo / "results/tables/hypotheses.csv")
+    summary = (repo / "results/cub_vgg11/summary.md").read_text()
+    assert "## Verdicts" in summary and (repo / "results/cub_vgg11/tables/table.tex").is_file()
+    hypotheses = pd.read_csv(repo / "results/cub_vgg11/tables/hypotheses.csv")
     assert set(hypotheses["layer"]) == {"fc1"}
     # Every analysed student is compared with the baseline: the logit student has its rows too.
     assert set(hypotheses["student"]) == {"distilled_student", "logit_student"}
     assert hypotheses.groupby("student").size().to_dict() == {"distilled_student": 7, "logit_student": 7}
-    images = pd.read_csv(repo / "results/seed_0/tables/images.csv")
+    images = pd.read_csv(repo / "results/cub_vgg11/seed_0/tables/images.csv")
     assert set(images["network"]) == {"teacher", "distilled_student", "logit_student", "baseline"}
-    weight_distance = repo / "results/seed_0/train/logit_student/weight_distance.csv"
-    assert weight_distance.is_file() and "Logit student" in (repo / "results/tables/table.tex").read_text()
+    weight_distance = repo / "results/cub_vgg11/seed_0/train/logit_student/weight_distance.csv"
+    assert weight_distance.is_file() and "Logit student" in (repo / "results/cub_vgg11/tables/table.tex").read_text()
     shutil.rmtree(repo / "data/raw/cub")

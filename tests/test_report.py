@@ -213,7 +213,7 @@ def test_summary_shows_teacher_zero_concept_images_and_per_seed_tests():
         times=pd.DataFrame({"stage": ["train"], "seconds": [1.0], "cpu_seconds": [1.0]}),
         confidence=0.95, config_name="config/config.yaml", teacher=teacher, metrics=metrics,
         differences=differences)
-    assert text.startswith("# Results\n")
+    assert text.startswith("# Results\n")  # (tree "results": a bare folder, no run name)
     assert "| layer | network | hypothesis | metric | student | baseline | difference [95% CI] | " \
            "t-test p | Holm p | verdict | MDE | image pairs (seeds) |" in text
     assert "A verdict is about the training procedure, replicated by 5 seed(s)" in text

@@ -209,17 +209,6 @@ def test_a_corrupt_parquet_is_named_with_the_way_out(tmp_path):
         read_table(path)
 
 
-def test_an_unreadable_round_verdict_is_named_before_any_job(repo_copy):
-    verdict = repo_copy / "results/small_vgg/seed_0/quantify/conv/round_0/verdict.csv"
-    verdict.parent.mkdir(parents=True)
-    verdict.write_text("")  # e.g. emptied by a full disk
-    run = snakemake(repo_copy, "-n", "--cores", "1")
-    assert run.returncode != 0
-    out = run.stdout + run.stderr
-    assert "cannot read the round verdict results/small_vgg/seed_0/quantify/conv/round_0/verdict.csv" in out, out[-2000:]
-    assert "delete it and run again" in out
-
-
 def test_a_device_the_machine_lacks_is_named_with_what_it_has(monkeypatch):
     from kdconcepts import runtime
 

@@ -3,6 +3,7 @@ same answers as the exhaustive schedule, with cached reruns that redo nothing.""
 
 import re
 import shutil
+import subprocess
 
 import numpy as np
 import pandas as pd
@@ -26,8 +27,6 @@ def _step(**maps):
 def test_candidates_extend_without_changing_their_start():
     assert list(S.candidate_indices(100, 5, seed=3)) == list(S.candidate_indices(100, 20, seed=3)[:5])
     assert list(S.candidate_indices(100, 5, seed=3)) != list(S.candidate_indices(100, 5, seed=4))
-    assert list(S.round_ranks(1, 4, 10)) == [4, 5, 6, 7] and list(S.round_ranks(2, 4, 10)) == [8, 9]
-    assert list(S.round_ranks(3, 4, 10)) == []
     with pytest.raises(ValueError, match="only 10 images"):
         S.candidate_indices(10, 11, seed=0)
 
@@ -38,29 +37,51 @@ def test_late_and_early_checkpoints_split_the_schedule():
     assert S.early_epochs(paper, 0.75) == [0, 2, 5, 10, 15, 20, 25, 30]
 
 
-def test_an_image_failing_for_either_network_is_no_longer_quantified():
-    candidates = list("abcd")
-    newer = {"student": _step(a=GOOD, b=BAD, c=GOOD, d=GOOD),
-             "baseline": _step(a=GOOD, b=GOOD, c=None, d=GOOD)}
-    # b fails the rule for the student, c is unusable for the baseline
-    assert S.survivors(candidates, newer, FG, 2) == ["a", "d"]
-    assert S.survivors(candidates, {}, FG, 2) == candidates  # the newest late checkpoint: all
-    # An image missing from a network's previous step was dropped earlier: it stays dropped.
-    assert S.survivors(candidates, {"student": _step(a=GOOD), "baseline": _step(a=GOOD, d=GOOD)}, FG, 2) == ["a"]
+class _FakeMaps:
+    """Stands for kdconcepts.walk.SeedMaps: fixed maps per (network, epoch, image), and a record of
+    what the walk asked for."""
+
+    def __init__(self, maps, unusable=()):
+        self.table, self.unusable, self.asked = maps, set(unusable), []
+
+    def maps(self, network, epoch, ids):
+        self.asked.append((network, epoch, tuple(ids)))
+        return _step(**{i: self.table[network, epoch].get(i, GOOD) for i in ids})
+
+    def usable(self, network, epoch, ids):
+        return {i: (network, epoch, i) not in self.unusable for i in ids}
 
 
-def test_verdicts_choose_the_first_effective_images_in_candidate_order():
+def test_each_comparison_keeps_its_own_candidates():
+    """An image failing for one student stays in the running for the other student's comparison;
+    the shared baseline is quantified for whichever comparison still needs it (issue 31, item 7)."""
+    from kdconcepts.walk import _late_walk, _round_verdict
+
+    pairs = [("student", "baseline"), ("logit", "baseline")]
+    maps = _FakeMaps({("student", 2): {}, ("logit", 2): {"a": BAD}, ("baseline", 2): {"c": BAD},
+                      ("student", 1): {"b": BAD}, ("logit", 1): {}, ("baseline", 1): {}},
+                     unusable={("logit", 0, "d")})
+    alive = _late_walk(maps, list("abcd"), pairs, [1, 2], FG, 2, "effective")
+    # a fails for logit at 2, c for the baseline at 2 (both comparisons), b for student at 1.
+    assert alive == {("student", "baseline"): ["a", "d"], ("logit", "baseline"): ["b", "d"]}
+    asked = {(n, e): ids for n, e, ids in maps.asked}
+    assert asked["logit", 1] == ("b", "d") and asked["student", 1] == ("a", "b", "d")
+    assert asked["baseline", 1] == ("a", "b", "d")  # a for the student, b for logit
+    verdict = _round_verdict(maps, 0, [0, 1, 2, 3], list("abcd"), alive, [0], samples=8)
+    effective = verdict[verdict["effective"]].groupby("comparison")["image_id"].apply(list).to_dict()
+    assert effective == {"student": ["a", "d"], "logit": ["b"]}
+    assert verdict.set_index(["comparison", "image_id"]).loc[("logit", "d"), "reason"] == "sigma_f = 0 for logit at epoch 0"
+    # Adding a comparison leaves the others' walk as it was.
+    alone = _late_walk(_FakeMaps(maps.table), list("abcd"), pairs[:1], [1, 2], FG, 2, "effective")
+    assert alone == {pairs[0]: alive[pairs[0]]}
+
+
+def test_verdicts_say_why_an_image_is_not_effective():
     first = S.verdict_table(["a", "b", "c"], [0, 1, 2], ["a", "c"],
                             {"student": {0: {"a"}, 1: {"a", "c"}}, "baseline": {0: {"a", "c"}, 1: {"a", "c"}}})
     assert first["effective"].tolist() == [True, False, False]
     assert first["reason"].tolist()[1:] == ["failed the rule at a late checkpoint",
                                             "sigma_f = 0 for student at epoch 0"]
-    second = S.verdict_table(["d", "e", "f"], [3, 4, 5], ["d", "e", "f"], {})
-    assert S.needs_another_round([first], effective=3, round_size=3, n_candidates=6)
-    assert not S.needs_another_round([first, second], effective=3, round_size=3, n_candidates=6)
-    assert not S.needs_another_round([first], effective=3, round_size=3, n_candidates=3)  # none left
-    chosen = S.choose([first, second], effective=3)
-    assert chosen["image_id"].tolist() == ["a", "d", "e"] and chosen["round"].tolist() == [0, 1, 1]
 
 
 # --- on the smoke pipeline ---------------------------------------------------------------------
@@ -105,9 +126,7 @@ def test_exhaustive_and_effective_first_give_the_same_answers_where_candidates_f
                            ("exhaustive", [REJECTIONS, "tests/overlays/exhaustive.yaml"])):
         repo = runs[name] = tmp_path / name
         shutil.copytree(reference, repo, symlinks=True)
-        # The trained networks are kept; everything from the schedule on is made anew (on top
-        # of the reference's tables, changed quantify settings can leave a seed's tables stale:
-        # docs/ARCHITECTURE.md, "Known problem").
+        # The trained networks are kept; everything from the schedule on is made anew.
         for path in repo.joinpath("results").iterdir():
             if path.name.startswith("seed_"):
                 for part in path.iterdir():
@@ -123,9 +142,8 @@ def test_exhaustive_and_effective_first_give_the_same_answers_where_candidates_f
     first, exhaustive = runs["effective_first"], runs["exhaustive"]
     rejected = 0
     for seed in (0, 1):
-        verdicts = pd.concat([pd.read_csv(p) for p in sorted(
-            first.glob(f"results/seed_{seed}/quantify/conv/round_*/verdict.csv"))])
-        failed = verdicts[verdicts["reason"] == "failed the rule at a late checkpoint"]
+        rounds = pd.read_csv(first / f"results/seed_{seed}/quantify/conv/rounds.csv")
+        failed = rounds[rounds["reason"] == "failed the rule at a late checkpoint"]
         rejected += len(failed)
         chosen = pd.read_csv(first / f"results/seed_{seed}/quantify/conv/chosen.csv")
         assert not set(failed["image_id"]) & set(chosen["image_id"])
@@ -148,74 +166,50 @@ def test_exhaustive_and_effective_first_give_the_same_answers_where_candidates_f
     assert work["effective_first"] < work["exhaustive"]
 
 
+def _quantified(run: subprocess.CompletedProcess, repo) -> dict[tuple[str, int], int]:
+    """(network folder, epoch) -> images the run's quantify jobs made maps of (from their logs)."""
+    made = {}
+    for log in repo.glob("logs/results/seed_*/quantify/conv.log"):
+        for path, count in re.findall(r"quantify (\S+) layer conv: (\d+) images", log.read_text()):
+            key = (path.split("/train/")[1].rsplit("/", 1)[0], path.rsplit("/", 1)[1])
+            made[key] = made.get(key, 0) + int(count)
+    return made
+
+
 @pytest.mark.slow
-def test_nothing_changed_nothing_reruns_and_more_images_run_only_new_rounds(smoke, tmp_path):
+def test_nothing_changed_nothing_reruns_and_more_images_make_only_the_new_maps(smoke, tmp_path):
     reference, _, ran = smoke
     assert ran.returncode == 0
     repo = tmp_path / "repo"
     shutil.copytree(reference, repo, symlinks=True)
     again = snakemake(repo, "-n", "--cores", "2", "--configfile", SMOKE)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr, again.stdout[-3000:]
-    late_tables = {p.relative_to(repo): p.stat().st_mtime_ns
-                   for p in repo.glob("results/seed_*/quantify/conv/round_*/*/epoch_*.parquet")}
-    assert late_tables
     training = ("teacher", "baseline", "distilled_student")
+    for log in repo.glob("logs/results/seed_*/quantify/conv.log"):
+        log.unlink()  # (the reference run's lines)
 
-    # One more image, found in a round already run: that round's early and teacher maps are made
-    # for its new choice, and no late checkpoint is quantified again.
-    rounds = {seed: [pd.read_csv(p) for p in sorted(repo.glob(f"results/seed_{seed}/quantify/conv/round_*/verdict.csv"))]
-              for seed in (0, 1)}
+    # One more image, found in the candidates already examined: its early and teacher maps are
+    # made, and no late checkpoint is quantified again (the maps on disk are read back).
     one_more = _with(tmp_path, **{"metrics.effective": 5})
     run = snakemake(repo, "--cores", "2", "--configfile", one_more)
     assert run.returncode == 0, (run.stdout + run.stderr)[-4000:]
-    jobs = _ran(run.stdout + run.stderr)
-    assert not any(rule in ("quantify_round",) + training for rule, _ in jobs), jobs
-    assert {rule for rule, _ in jobs} >= {"quantify_chosen", "metrics", "pool"}
+    jobs = {rule for rule, _ in _ran(run.stdout + run.stderr)}
+    assert not jobs & set(training) and {"quantify", "metrics", "pool"} <= jobs, jobs
+    made = _quantified(run, repo)
+    assert made and {epoch for _, epoch in made} == {"epoch_000.pt", "final.pt"}, made  # 1 and 2 are late
+    assert sum(made.values()) == 2 * (2 * 1 + 1), made  # per seed: 1 image x 2 nets x 1 early + teacher
     for seed in (0, 1):
-        chosen = pd.read_csv(repo / f"results/seed_{seed}/quantify/conv/chosen.csv")
         images = pd.read_csv(repo / f"results/seed_{seed}/tables/images.csv")
-        assert len(chosen) == 5 == images["image_id"].nunique()
-        assert chosen["image_id"].tolist() == S.choose(rounds[seed], 5)["image_id"].tolist()
+        assert images["image_id"].nunique() == 5
 
-    # More images than the rounds run hold (and candidates to find them in): only the new
-    # round's late jobs run, and the late tables of the old rounds are kept as they were.
+    # More images than the candidates examined hold: only the new candidates' late maps are made.
+    for log in repo.glob("logs/results/seed_*/quantify/conv.log"):
+        log.unlink()
     more = _with(tmp_path, **{"quantify.candidates": 9, "metrics.effective": 7})
     run = snakemake(repo, "--cores", "2", "--configfile", more)
     assert run.returncode == 0, (run.stdout + run.stderr)[-4000:]
-    jobs = _ran(run.stdout + run.stderr)
-    late = [out for rule, out in jobs if rule == "quantify_round"]
-    assert late and all("/round_2/" in out for out in late), late
-    assert all((repo / p).stat().st_mtime_ns == t for p, t in late_tables.items()), "an old round was recomputed"
-    assert not any(rule in training for rule, _ in jobs)
+    assert not {rule for rule, _ in _ran(run.stdout + run.stderr)} & set(training)
+    late = {key: n for key, n in _quantified(run, repo).items() if key[1] in ("epoch_001.pt", "epoch_002.pt")}
+    assert late and all(n <= 2 * 3 for n in late.values()), late  # the 3 new candidates, 2 seeds
     settled = snakemake(repo, "-n", "--cores", "2", "--configfile", more)
     assert "Nothing to be done" in settled.stdout + settled.stderr, settled.stdout[-3000:]
-
-
-def test_an_unfinished_schedule_on_disk_is_named_before_pooling(tmp_path):
-    """A seed whose rounds on disk ask for another round, or whose chosen.csv is not what its
-    rounds choose, is named (the pool rule then refuses to mix its old tables with new ones)."""
-    from kdconcepts.pipeline import stale_schedules
-
-    base = tmp_path / "seed_1/quantify/conv"
-    first = S.verdict_table(["a", "b", "c"], [0, 1, 2], ["a"], {})
-    (base / "round_0").mkdir(parents=True)
-    first.to_csv(base / "round_0/verdict.csv", index=False)
-    S.choose([first], 1).to_csv(base / "chosen.csv", index=False)
-    settings = {"layers": ["conv"], "round_size": 3, "candidates": 9}
-    assert stale_schedules([tmp_path / "seed_1"], effective=1, **settings) == []
-    assert stale_schedules([tmp_path / "seed_1"], effective=2, **settings) == [
-        f"{base}: the rounds on disk ask for round 1, which did not run"]
-    second = S.verdict_table(["d", "e", "f"], [3, 4, 5], ["d", "e", "f"], {})
-    (base / "round_1").mkdir()
-    second.to_csv(base / "round_1/verdict.csv", index=False)
-    [problem] = stale_schedules([tmp_path / "seed_1"], effective=2, **settings)
-    assert problem == f"{base / 'chosen.csv'} does not list the images its rounds choose (['a', 'd'])"
-
-
-def test_a_round_whose_networks_have_different_late_checkpoints_is_refused_before_any_work(tmp_path):
-    from kdconcepts.pipeline import quantify_round
-
-    late = {"distilled_student": {90: "a.pt", 150: "b.pt"}, "baseline": {150: "c.pt"}}
-    with pytest.raises(ValueError, match=r"late checkpoints \[150, 90\]"):
-        quantify_round(late, {}, {}, tmp_path, "conv", {"grid": 4}, seed=0, ranks=range(4))
-    assert not list(tmp_path.iterdir())

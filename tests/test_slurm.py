@@ -23,8 +23,7 @@ from conftest import ROOT, copy_repo, workflow_env  # noqa: E402
 
 PROFILE = ROOT / "workflow/profiles/slurm/config.yaml"
 # Rules whose jobs must have gone through sbatch (all the compute-heavy ones).
-CLUSTER_RULES = ("data_synthetic", "teacher", "distilled_student", "baseline", "quantify_round",
-                 "quantify_chosen", "metrics")
+CLUSTER_RULES = ("data_synthetic", "teacher", "distilled_student", "baseline", "quantify", "metrics")
 
 
 def test_profile_is_a_usable_slurm_profile():
@@ -100,6 +99,6 @@ def test_smoke_config_through_slurm_equals_local_run(slurm_conf, tmp_path, tmp_p
 
     # Asked for only now: on several workers another one makes it meanwhile.
     local = harness.reference_smoke_run(tmp_path_factory)  # plain `snakemake --cores 2`
-    compared = harness.assert_same_results(local / "results/seed_0", cluster / "results/seed_0")
+    compared = harness.assert_same_results(local / "results/smoke/seed_0", cluster / "results/smoke/seed_0")
     assert compared >= 10
-    assert not (cluster / "results/seed_1").exists()
+    assert not (cluster / "results/smoke/seed_1").exists()

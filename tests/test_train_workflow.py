@@ -87,10 +87,8 @@ def _check_dry_run(run, config):
     assert jobs["teacher"] == 1 and jobs["baseline"] == 1
     assert jobs["distilled_student"] == layers
     assert "teacher_features" not in jobs  # (the student's job makes the teacher's targets)
-    late = [e for e in cfg["checkpoints"] if e >= 0.25 * cfg["checkpoints"][-1]]
-    assert jobs["quantify_round"] == layers
-    for step in late:
-        assert f"results/seed_0/quantify/{cfg['layers'][0]}/round_0/baseline/epoch_{step:03d}.parquet" in run.stdout
+    assert jobs["quantify"] == layers
+    assert f"results/seed_0/quantify/{cfg['layers'][0]}/maps.parquet" in run.stdout
     # The declared outputs follow the checkpoint list.
     for epoch in cfg["checkpoints"]:
         assert f"results/seed_0/train/baseline/epoch_{epoch:03d}.pt" in run.stdout
@@ -145,7 +143,8 @@ def test_training_rules_run_end_to_end(repo_copy):
     (repo_copy / "dvc.yaml").write_text(yaml.safe_dump(dvc, sort_keys=False))
     cfg["dataset"].update(dvc_stage="tiny", root="data/tiny/target", pretrain_root="data/tiny/pretrain")
     cfg["seeds"] = [0]
-    cfg["architectures"] = None  # one tree, results/ (the shared pre-training runs as rule teacher_pretrain)
+    cfg["run"] = "tiny"
+    cfg["architectures"] = None  # one tree, results/tiny/ (the shared pre-training runs as rule teacher_pretrain)
     cfg["layers"] = ["conv", "fc2"]
     cfg["threads"] = 1
     cfg["teacher"]["pretrain"].update(epochs=1, batch_size=8)
@@ -155,15 +154,15 @@ def test_training_rules_run_end_to_end(repo_copy):
     cfg["baseline"].update(epochs=2, batch_size=8)
     cfg["checkpoints"] = [0, 1, 2]
     (repo_copy / "tiny.yaml").write_text(yaml.safe_dump(cfg))
-    targets = ["results/seed_0/train/baseline/final.pt", "results/seed_0/train/distilled_student/conv/final.pt",
-               "results/seed_0/train/distilled_student/fc2/final.pt"]
+    targets = ["results/tiny/seed_0/train/baseline/final.pt", "results/tiny/seed_0/train/distilled_student/conv/final.pt",
+               "results/tiny/seed_0/train/distilled_student/fc2/final.pt"]
     run = snakemake(repo_copy, *targets, "--cores", "1", "--configfile", "tiny.yaml")
     assert run.returncode == 0, (run.stdout[-3000:], run.stderr[-3000:])
     # One pre-training (rule teacher_pretrain, teacher.shared_pretrain), which the teacher fine-tuned.
-    assert json.loads((repo_copy / "results/pretrain/metrics.json").read_text())["role"] == "pretrain"
-    assert json.loads((repo_copy / "results/seed_0/train/teacher/metrics.json").read_text())["pretrained"] \
-        == "results/pretrain/final.pt"
-    train = repo_copy / "results/seed_0/train"
+    assert json.loads((repo_copy / "results/tiny/pretrain/metrics.json").read_text())["role"] == "pretrain"
+    assert json.loads((repo_copy / "results/tiny/seed_0/train/teacher/metrics.json").read_text())["pretrained"] \
+        == "results/tiny/pretrain/final.pt"
+    train = repo_copy / "results/tiny/seed_0/train"
     assert sorted(p.name for p in (train / "teacher").iterdir()) == [
         "epoch_000.pt", "epoch_001.pt", "final.pt", "metrics.json", "train_log.jsonl", "weight_distance.csv"]
     for folder in (train / "baseline", train / "distilled_student/conv", train / "distilled_student/fc2"):
@@ -176,10 +175,10 @@ def test_training_rules_run_end_to_end(repo_copy):
     assert len(student["data_hash"]) == 64 and len(student["config_hash"]) == 16
     assert student["data_hash"] == baseline["data_hash"]
     # The teacher's targets were made in the student's job (no augmentation), not cached on disk.
-    assert not (repo_copy / "results/seed_0/features").exists()
-    assert "teacher features" in (repo_copy / "logs/results/seed_0/train/distilled_student/fc2.log").read_text()
+    assert not (repo_copy / "results/tiny/seed_0/features").exists()
+    assert "teacher features" in (repo_copy / "logs/results/tiny/seed_0/train/distilled_student/fc2.log").read_text()
     assert set(json.loads((train / "baseline/metrics.json").read_text())) >= {"test_accuracy"}
-    assert "Traceback" not in (repo_copy / "logs/results/seed_0/train/baseline.log").read_text()
-    assert (repo_copy / "logs/benchmarks/results/seed_0/train/baseline.tsv").exists()
+    assert "Traceback" not in (repo_copy / "logs/results/tiny/seed_0/train/baseline.log").read_text()
+    assert (repo_copy / "logs/benchmarks/results/tiny/seed_0/train/baseline.tsv").exists()
     state = torch.load(train / "distilled_student/conv/final.pt", weights_only=True)
     assert state["weight_distance"].keys() == {"conv"}

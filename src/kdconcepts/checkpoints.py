@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from kdconcepts.runtime import atomic_path
+from kdconcepts.runtime import save_torch
 
 __all__ = ["CHECKPOINT_KEYS", "UnsafeCheckpointError", "checkpoint_name", "load_checkpoint",
            "safe_torch_load", "save_checkpoint"]
@@ -114,8 +114,7 @@ def save_checkpoint(
         "weight_distance": dict(weight_distance or {}),
         **extra,
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    save_torch(payload, path)  # the same weights give the same bytes
 
 
 def load_checkpoint(path: str | os.PathLike,

@@ -1,5 +1,6 @@
 """The ``kdconcepts`` command: one sub-command per user-facing step.
 
+    kdconcepts check [--configfile CONFIG]
     kdconcepts quantify --checkpoint CKPT --layer conv --images DIR --out OUT
     kdconcepts synthetic --params params.yaml --out data/synthetic
     kdconcepts prepare-cub --raw data/raw/cub --out data/prepared/cub --params params.yaml
@@ -15,6 +16,7 @@ from collections.abc import Sequence
 
 #: sub-command -> (module with ``main(argv)``, one-line help)
 COMMANDS = {
+    "check": ("kdconcepts.checkrun", "is a run complete and intact: what to remake, and how"),
     "quantify": ("kdconcepts.quantify.cli", "sigma maps and concepts of a checkpoint or torchvision model"),
     "synthetic": ("kdconcepts.data.synthetic", "generate the embedded default dataset"),
     "prepare-cub": ("kdconcepts.data.cub", "prepare CUB-200-2011 from the official archives"),

@@ -21,7 +21,8 @@ from typing import Any
 import jsonschema
 import yaml
 
-__all__ = ["ConfigError", "architecture_configs", "config_problems", "load_schema", "dvc_stage_outputs", "dataset_image_size"]
+__all__ = ["ConfigError", "architecture_configs", "config_file_problems", "config_problems", "load_schema",
+           "dvc_stage_outputs", "dataset_image_size", "overlay_problems", "run_name"]
 
 # The analysed network -> the config section of its training schedule.
 _SCHEDULES = {"distilled_student": "distilled_student", "logit_student": "logit_student",
@@ -67,6 +68,36 @@ def config_file_problems(path: str | Path) -> list[str]:
     except yaml.YAMLError as error:
         return [f"{path}: {error}"]
     return []
+
+
+def run_name(config_files: list[str | Path], default: str) -> str:
+    """The run a config makes (its folder under ``results/``): the ``run`` key of the last config
+    file that sets it, else the stem of the first ``--configfile`` (the run's own config; later
+    files are overlays of it), else ``default`` (config/config.yaml's)."""
+    explicit = None
+    for path in config_files:
+        with open(path, encoding="utf-8") as handle:
+            loaded = yaml.safe_load(handle) or {}
+        if isinstance(loaded, dict) and "run" in loaded:
+            explicit = loaded["run"]
+    if explicit is not None:
+        return str(explicit)
+    return Path(config_files[0]).stem if config_files else default
+
+
+def overlay_problems(path: str | Path) -> list[str]:
+    """What an overlay (a ``--configfile``) asks for that merging would silently ignore: Snakemake
+    merges a mapping into the default's key by key, so ``architectures: {}`` would keep the
+    default's architectures instead of removing them."""
+    with open(path, encoding="utf-8") as handle:
+        loaded = yaml.safe_load(handle) or {}
+    problems = []
+    for key in ("architectures", "sweep"):
+        if isinstance(loaded, dict) and loaded.get(key) == {}:
+            problems.append(f"{path}: {key}: {{}} is refused: an overlay's mapping is merged into the "
+                            f"default's, so {{}} would keep the default's {key}; write {key}: null "
+                            f"for none, or list what you want")
+    return problems
 
 
 def load_schema(path: str | Path) -> dict:

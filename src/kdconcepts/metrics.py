@@ -46,6 +46,7 @@ __all__ = [
     "REPORTED",
     "TEACHER_METRICS",
     "ZERO_CONCEPT_RULES",
+    "BESIDE",
     "aggregate_images",
     "compare_hypotheses",
     "count_concepts",
@@ -54,11 +55,13 @@ __all__ = [
     "late_epochs",
     "network_metrics",
     "PREMISE_MARGIN",
+    "paired_values",
     "pooled_hypotheses",
     "premise",
     "seed_differences",
     "teacher_reference",
     "seed_level",
+    "statistic",
 ]
 
 #: (metric column, better direction, hypothesis number) of SPEC section 6.
@@ -78,6 +81,8 @@ _IMAGE_VALUE = {"n_fg": "n_fg", "n_bg": "n_bg", "lambda": "lambda", "d_mean": "d
 #: Columns of :func:`image_metrics`.
 IMAGE_COLUMNS = ("image_id", "n_fg", "n_bg", "lambda", "d", "m_hat", "rho", "rho_bg", "rho_all",
                  "no_fg_concept")
+#: The "verdict" of D_var: shown beside D_std (it is D_std squared), not a seventh test.
+BESIDE = "beside D_std"
 #: The teacher's metrics shown beside the students' (one checkpoint: no D, no rho).
 TEACHER_METRICS = ("n_fg", "n_bg", "lambda")
 #: What ``metrics.zero_concept_images`` does with an image that has no foreground concept at
@@ -244,12 +249,15 @@ def compare_hypotheses(metrics: pd.DataFrame, students: Sequence[str] = ("distil
     verdict: only the pooled table (:func:`pooled_hypotheses`) says "held", from its intervals.
 
     Args:
-        metrics: one row per (layer, network) with the metric columns.
+        metrics: one row per (layer, network), or per (layer, comparison, network) with a
+            ``comparison`` column (each student's comparison on its own images), with the
+            metric columns.
     """
     rows = []
-    for layer, group in metrics.groupby("layer", sort=False):
-        by_net = group.set_index("network")
+    for layer, of_layer in metrics.groupby("layer", sort=False):
         for student in students:
+            group = of_layer[of_layer["comparison"] == student] if "comparison" in of_layer else of_layer
+            by_net = group.set_index("network")
             if student not in by_net.index or baseline not in by_net.index:
                 continue
             for metric, direction, hypothesis in HYPOTHESES:
@@ -289,7 +297,7 @@ def premise(accuracy: pd.DataFrame, margin: float = PREMISE_MARGIN) -> pd.DataFr
     return out
 
 
-def _statistic(metric: str, values: np.ndarray) -> np.ndarray:
+def statistic(metric: str, values: np.ndarray) -> np.ndarray:
     """A network's metric from per-image values along the last axis (NaNs ignored)."""
     with np.errstate(all="ignore"):
         if metric == "d_std":
@@ -309,7 +317,7 @@ def _of_comparison(images: pd.DataFrame, layer: str, student: str) -> pd.DataFra
     return rows
 
 
-def _paired_values(images: pd.DataFrame, layer: str, student: str, baseline: str,
+def paired_values(images: pd.DataFrame, layer: str, student: str, baseline: str,
                    metric: str) -> tuple[dict[int, tuple[np.ndarray, np.ndarray]], int]:
     """(seed -> (student values, baseline values), paired by image; pairs dropped).
 
@@ -334,8 +342,8 @@ def seed_level(pairs: dict[int, tuple[np.ndarray, np.ndarray]], metric: str) -> 
     """Per seed (in seed order), the student's and the baseline's metric on that seed's pairs:
     the replicates the verdict is read from."""
     seeds = sorted(pairs)
-    student = np.array([_statistic(metric, pairs[s][0]) for s in seeds], dtype=float)
-    baseline = np.array([_statistic(metric, pairs[s][1]) for s in seeds], dtype=float)
+    student = np.array([statistic(metric, pairs[s][0]) for s in seeds], dtype=float)
+    baseline = np.array([statistic(metric, pairs[s][1]) for s in seeds], dtype=float)
     return student, baseline
 
 
@@ -362,7 +370,7 @@ def pooled_hypotheses(images: pd.DataFrame, students: Sequence[str], baseline: s
         value for one network is dropped from both: ``n_dropped``); every interval is a t-interval
         over seeds; ``seed_sd`` the standard deviation of d_s; ``p_value`` the t-test's, ``holm_p``
         its Holm adjustment (empty for ``d_var``, shown beside D_std, not a seventh test: its
-        verdict is empty too); ``mde`` the minimum detectable effect at this many seeds, power
+        verdict is :data:`BESIDE`); ``mde`` the minimum detectable effect at this many seeds, power
         0.8, at the Bonferroni level (1 - confidence) / 6 that bounds Holm's first step.
     """
     alpha = 1.0 - confidence
@@ -371,7 +379,7 @@ def pooled_hypotheses(images: pd.DataFrame, students: Sequence[str], baseline: s
         for student in students:
             family, differences = [], []
             for metric, direction, hypothesis in REPORTED:
-                pairs, dropped = _paired_values(images, layer, student, baseline, metric)
+                pairs, dropped = paired_values(images, layer, student, baseline, metric)
                 if not pairs:
                     continue
                 of_student, of_baseline = seed_level(pairs, metric)
@@ -403,7 +411,7 @@ def _decided(family: list[dict], differences: list[pd.Series], confidence: float
     for k, row in enumerate(family):
         row.update(difference=float(test.mean[k]), ci_low=float(test.ci_low[k]),
                    ci_high=float(test.ci_high[k]), seed_sd=float(test.sd[k]), p_value=float(test.p[k]),
-                   holm_p=np.nan, verdict="",
+                   holm_p=np.nan, verdict=BESIDE,
                    mde=stats.minimum_detectable_effect(float(test.sd[k]), int(test.n_seeds[k]), mde_level))
     for j, k in enumerate(tested):
         family[k].update(holm_p=float(decision.holm_p[j]), verdict=str(decision.verdict[j]))
@@ -431,13 +439,13 @@ def seed_differences(images: pd.DataFrame, students: Sequence[str], baseline: st
     for layer in dict.fromkeys(images["layer"]):
         for student in students:
             for metric, direction, _ in REPORTED:
-                pairs, _ = _paired_values(images, layer, student, baseline, metric)
+                pairs, _ = paired_values(images, layer, student, baseline, metric)
                 for seed_value, (s, b) in pairs.items():
-                    difference = float(_statistic(metric, s) - _statistic(metric, b))
+                    difference = float(statistic(metric, s) - statistic(metric, b))
                     low = high = np.nan
                     if len(s) > 1 and np.isfinite(difference):
                         result = sps.bootstrap(
-                            (s, b), lambda x, y, axis=-1: _statistic(metric, x) - _statistic(metric, y),
+                            (s, b), lambda x, y, axis=-1: statistic(metric, x) - statistic(metric, y),
                             paired=True, vectorized=True, n_resamples=resamples,
                             confidence_level=confidence, method="percentile",
                             random_state=stats.stream(seed, layer, student, metric, seed_value))
@@ -476,7 +484,7 @@ def teacher_reference(images: pd.DataFrame, students: Sequence[str], baseline: s
                         trios[int(seed_value)] = wide[[teacher, student, baseline]].to_numpy(float)
                 if not trios:
                     continue
-                per_seed = {name: np.array([_statistic(metric, t[:, k]) for t in trios.values()])
+                per_seed = {name: np.array([statistic(metric, t[:, k]) for t in trios.values()])
                             for k, name in enumerate(("teacher", "student", "baseline"))}
                 values = {name: float(np.mean(v)) for name, v in per_seed.items()}
                 low, high = stats.t_interval(per_seed["teacher"], confidence)

@@ -19,14 +19,9 @@ import pandas as pd
 from kdconcepts import metrics as M
 from kdconcepts import schedule as S
 
-__all__ = ["candidate_ids", "quantify_at", "quantify_all_candidates", "quantify_late_step",
-           "round_verdict", "quantify_round", "evaluate_seed", "pool_seeds", "work_table",
-           "entropy_map_panels", "read_table"]
+__all__ = ["candidate_ids", "evaluate_seed", "pool_seeds", "work_table", "entropy_map_panels", "read_table"]
 
 log = logging.getLogger("kdconcepts")
-
-# Quantify tables: the engine's columns (kdconcepts.quantify.pipeline.TABLE_COLUMNS) after these.
-_TABLE_PREFIX = ("image_id", "epoch", "candidate_rank")
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
@@ -45,67 +40,6 @@ def candidate_ids(train_ids: Sequence[str], n_candidates: int, seed: int) -> lis
     return [train_ids[i] for i in S.candidate_indices(len(train_ids), n_candidates, seed)]
 
 
-def _load(checkpoint: str | Path, device: str):
-    from kdconcepts.checkpoints import load_checkpoint
-    from kdconcepts.runtime import resolve_device
-
-    dev = resolve_device(device)
-    model, info = load_checkpoint(checkpoint, map_location=dev)
-    return model.eval(), info, dev
-
-
-def quantify_at(checkpoint: str | Path, data_root: str | Path, layer: str, quantify_cfg: Mapping,
-                image_ids: Sequence[str], *, seed: int, n_candidates: int,
-                device: str = "auto", normalize: str = "dataset") -> pd.DataFrame:
-    """Sigma maps of the given training images at one checkpoint (one row per image).
-
-    Every network and checkpoint sees the same image with the same noise (keyed by seed and
-    image id), so maps differ only through the network, whatever else is quantified with them.
-    Columns: ``image_id``, ``epoch``, ``candidate_rank`` (its place among the first
-    ``n_candidates`` candidates, -1 if not among them), then the engine's
-    (:func:`kdconcepts.quantify.quantify_images`). ``normalize`` is the config's
-    ``dataset.normalize`` (:func:`kdconcepts.data.load_split`): the images, and so the noise
-    added to them, are in the space the network was trained in.
-    """
-    import torch
-
-    from kdconcepts.data import load_split
-    from kdconcepts.models import resolve_layer
-    from kdconcepts.quantify import SigmaConfig, quantify_images
-    from kdconcepts.quantify.pipeline import TABLE_COLUMNS
-
-    cfg = SigmaConfig.from_mapping(quantify_cfg)
-    train = load_split(data_root, "train", normalize=normalize)  # the space the network sees
-    ranks = {image_id: r for r, image_id in enumerate(candidate_ids(train.ids, n_candidates, seed))}
-    model, info, dev = _load(checkpoint, str(device))
-    epoch = int(info.get("epoch", -1))
-    image_ids = list(image_ids)
-    if not image_ids:
-        return pd.DataFrame({c: pd.Series(dtype=object) for c in _TABLE_PREFIX + TABLE_COLUMNS[1:]})
-    position = {image_id: k for k, image_id in enumerate(train.ids)}
-    images = train.images[torch.as_tensor([position[i] for i in image_ids])]
-    node = resolve_layer(info["arch"], layer)
-    log.info("quantify %s layer %s (%s): %d images on %s", checkpoint, layer, node, len(image_ids), dev)
-    table = quantify_images(model, node, images, image_ids, cfg, seed=seed, device=dev,
-                            max_batch=int(quantify_cfg["max_batch"]), precision=quantify_cfg["precision"],
-                            progress_desc=f"{info.get('role', 'net')} epoch {info.get('epoch')}")
-    table.insert(1, "epoch", epoch)
-    table.insert(2, "candidate_rank", [ranks.get(i, -1) for i in image_ids])
-    return table
-
-
-def quantify_all_candidates(checkpoint: str | Path, data_root: str | Path, layer: str,
-                            quantify_cfg: Mapping, *, seed: int, device: str = "auto",
-                            normalize: str = "dataset") -> pd.DataFrame:
-    """Every candidate at one checkpoint (the exhaustive schedule)."""
-    from kdconcepts.data import read_index
-
-    ids = [row.id for row in read_index(data_root) if row.split == "train"]
-    n = int(quantify_cfg["candidates"])
-    return quantify_at(checkpoint, data_root, layer, quantify_cfg, candidate_ids(ids, n, seed),
-                       seed=seed, n_candidates=n, device=device, normalize=normalize)
-
-
 def _fg_grids(data_root, ids: Sequence[str], grid: int) -> dict[str, np.ndarray]:
     from kdconcepts.data import load_split
     from kdconcepts.quantify import downsample_mask
@@ -118,167 +52,51 @@ def _fg_grids(data_root, ids: Sequence[str], grid: int) -> dict[str, np.ndarray]
     return dict(zip(ids, masks))
 
 
-def _round_candidates(data_root, seed: int, ranks: range) -> list[str]:
-    """The candidate ids of a round (its ``ranks``, a slice of the seeded candidate order)."""
-    from kdconcepts.data import read_index
-
-    ids = [row.id for row in read_index(data_root) if row.split == "train"]
-    order = candidate_ids(ids, ranks.stop, seed)  # the order's start does not depend on its length
-    return [order[r] for r in ranks]
-
-
-def quantify_late_step(checkpoint: str | Path, data_root: str | Path, layer: str,
-                       quantify_cfg: Mapping, *, seed: int, ranks: range,
-                       newer: Mapping[str, str | Path], device: str = "auto",
-                       normalize: str = "dataset", selection: str = "effective") -> pd.DataFrame:
-    """One late checkpoint of one network in a round of the effective-first schedule.
-
-    Quantifies the round's candidates (``ranks``) that are still in the running: all of them
-    at the newest late checkpoint, else those that passed the image rule ``selection`` (config
-    ``metrics.selection``, the one the metrics apply) at the previous (newer) late step for
-    every network (``newer``: network -> that step's table).
-    """
-    candidates = _round_candidates(data_root, seed, ranks)
-    tables = {network: read_table(path) for network, path in newer.items()}
-    fg = _fg_grids(data_root, candidates, int(quantify_cfg["grid"]))
-    alive = S.survivors(candidates, tables, fg, int(quantify_cfg["grid"]), selection)
-    log.info("candidates %d-%d: %d of %d still in the running", ranks.start, ranks.stop - 1, len(alive),
-             len(candidates))
-    return quantify_at(checkpoint, data_root, layer, quantify_cfg, alive, seed=seed,
-                       n_candidates=ranks.stop, device=device, normalize=normalize)
-
-
-def round_verdict(oldest: Mapping[str, str | Path], early: Mapping[str, Mapping[int, str | Path]],
-                  data_root: str | Path, layer: str, quantify_cfg: Mapping, *, seed: int,
-                  ranks: range, device: str = "auto", normalize: str = "dataset",
-                  selection: str = "effective") -> pd.DataFrame:
-    """Which candidates of a round are effective for every analysed network.
-
-    Args:
-        oldest: network -> its table at the oldest late checkpoint of this round.
-        early: network -> early epoch -> checkpoint path; the late survivors' sigma_f is
-            computed there (one forward of K samples per image, not an optimisation).
-        selection: the image rule at the late checkpoints (config ``metrics.selection``).
-
-    Returns:
-        :func:`kdconcepts.schedule.verdict_table`'s columns and ``check_passes``, the
-        single-sample passes this check spent on each image.
-    """
-    from kdconcepts.models import resolve_layer
-    from kdconcepts.quantify import SigmaConfig, estimate_sigma_f
-
-    grid = int(quantify_cfg["grid"])
-    candidates = _round_candidates(data_root, seed, ranks)
-    tables = {network: read_table(path) for network, path in oldest.items()}
-    fg = _fg_grids(data_root, candidates, grid)
-    passed = S.survivors(candidates, tables, fg, grid, selection)
-    cfg = SigmaConfig.from_mapping(quantify_cfg)
-    usable: dict[str, dict[int, set[str]]] = {}
-    if passed:
-        import torch
-
-        from kdconcepts.data import load_split
-        train = load_split(data_root, "train", normalize=normalize)
-        position = {image_id: k for k, image_id in enumerate(train.ids)}
-        images = train.images[torch.as_tensor([position[i] for i in passed])]
-        for network, by_epoch in early.items():
-            usable[network] = {}
-            for epoch, checkpoint in by_epoch.items():
-                model, info, dev = _load(checkpoint, str(device))
-                _, ok = estimate_sigma_f(model, resolve_layer(info["arch"], layer), images, cfg, seed=seed,
-                                         image_keys=passed, device=dev,
-                                         max_batch=int(quantify_cfg["max_batch"]),
-                                         precision=quantify_cfg["precision"])
-                usable[network][int(epoch)] = {i for i, good in zip(passed, ok.tolist()) if good}
-    table = S.verdict_table(candidates, list(ranks), passed, usable)
-    checks = sum(len(by_epoch) for by_epoch in early.values())
-    table["check_passes"] = np.where(table["image_id"].isin(passed), checks * cfg.samples, 0)
-    log.info("candidates %d-%d: %d of %d effective for %s", ranks.start, ranks.stop - 1,
-             int(table["effective"].sum()), len(table), ", ".join(oldest))
-    return table
-
-
-def quantify_round(late: Mapping[str, Mapping[int, str | Path]],
-                   early: Mapping[str, Mapping[int, str | Path]],
-                   tables: Mapping[str, Mapping[int, str | Path]], data_root: str | Path, layer: str,
-                   quantify_cfg: Mapping, *, seed: int, ranks: range, device: str = "auto",
-                   normalize: str = "dataset", selection: str = "effective") -> pd.DataFrame:
-    """One whole round of the effective-first schedule: :func:`quantify_late_step` at every
-    late checkpoint of every network, newest first, then :func:`round_verdict`.
-
-    Args:
-        late: network -> late epoch -> checkpoint path.
-        early: network -> early epoch -> checkpoint path (the verdict's sigma_f check).
-        tables: network -> late epoch -> where that step's table is written (parquet,
-            atomically, as soon as it is made: the next, older step reads its survivors there).
-
-    Returns:
-        The round's verdict table (see :func:`round_verdict`).
-    """
-    from kdconcepts.runtime import atomic_path
-
-    epochs = sorted({int(e) for by_epoch in late.values() for e in by_epoch}, reverse=True)
-    if any(sorted(map(int, by_epoch)) != sorted(epochs) for by_epoch in late.values()):
-        raise ValueError(f"every network needs the late checkpoints {epochs}: {dict(late)}")
-    newer: dict[str, str | Path] = {}
-    for epoch in epochs:
-        made = {}
-        for network, by_epoch in late.items():
-            table = quantify_late_step(by_epoch[epoch], data_root, layer, quantify_cfg, seed=seed,
-                                       ranks=ranks, newer=newer, device=device, normalize=normalize,
-                                       selection=selection)
-            with atomic_path(tables[network][epoch]) as tmp:
-                table.to_parquet(tmp, index=False)
-            made[network] = tables[network][epoch]
-        newer = made
-    return round_verdict(newer, early, data_root, layer, quantify_cfg, seed=seed, ranks=ranks,
-                         device=device, normalize=normalize, selection=selection)
-
-
 def _weight_distance(path: str | Path, layer: str) -> pd.Series:
     table = pd.read_csv(path)
     table = table[table["layer"] == layer]  # teacher and baseline track every layer
     return table.set_index("epoch")["weight_distance"]
 
 
-def _long_table(tables: Sequence[tuple[str, str, object, str | Path]]) -> pd.DataFrame:
-    """The quantify tables of one seed as one long table, in candidate order then epoch."""
-    frames = []
-    for layer, network, _, path in tables:
-        t = read_table(path)
-        t["layer"], t["network"] = layer, network
-        frames.append(t)
+def _long_table(maps: Sequence[tuple[str, str | Path]]) -> pd.DataFrame:
+    """The maps of one seed (``maps.parquet`` per layer) as one long table, in candidate order then
+    epoch."""
+    frames = [read_table(path).assign(layer=layer) for layer, path in maps]
     return pd.concat([f for f in frames if len(f)], ignore_index=True) \
         .sort_values(["candidate_rank", "epoch"], kind="stable")
 
 
 def _evaluated_images(by_layer: pd.DataFrame, layer: str, fg: Mapping[str, np.ndarray], *,
-                      networks: Sequence[str], epochs: Sequence[int], grid: int, effective: int,
-                      late_fraction: float, selection: str,
-                      chosen: Mapping[str, str | Path] | None) -> tuple[list[str], dict]:
-    """The first ``effective`` candidates effective for every analysed network, and the
-    layer's row of ``selection.csv`` (candidates examined, effective per network, evaluated)."""
+                      comparison: tuple[str, str], epochs: Sequence[int], grid: int, effective: int,
+                      late_fraction: float, selection: str, chosen: pd.DataFrame | None) -> tuple[list[str], dict]:
+    """The first ``effective`` candidates effective for both networks of a comparison (SPEC
+    section 5), derived from the maps alone, and the comparison's row of ``selection.csv``.
+
+    ``chosen`` (the job's ``chosen.csv``) must list exactly these: a check of the walk that
+    decided which maps to make against the rule applied to the maps it made.
+    """
+    student = comparison[0]
     verdicts = {net: M.effective_images(by_layer[by_layer["network"] == net], fg, grid,
                                         late_fraction, rule=selection, epochs=epochs)
-                for net in networks}
-    examined = list(dict.fromkeys(by_layer.loc[by_layer["network"].isin(networks), "image_id"]))
+                for net in comparison}
+    examined = list(dict.fromkeys(by_layer.loc[by_layer["network"].isin(comparison), "image_id"]))
     every = pd.Series(True, index=examined)
     for verdict in verdicts.values():
         every &= verdict.reindex(examined, fill_value=False)
     chosen_ids = list(every[every].index[:effective])
-    if chosen is not None and layer in chosen:
-        expected = pd.read_csv(chosen[layer])["image_id"].astype(str).tolist()
+    if chosen is not None:
+        expected = chosen.loc[chosen["comparison"] == student, "image_id"].astype(str).tolist()
         if expected != chosen_ids:
-            raise RuntimeError(f"layer {layer}: the tables give evaluated images {chosen_ids}, "
-                               f"but {chosen[layer]} lists {expected}")
+            raise RuntimeError(f"layer {layer}, {student}: the maps give evaluated images {chosen_ids}, "
+                               f"but chosen.csv lists {expected}")
     if len(chosen_ids) < effective:
-        log.warning("layer %s: only %d of %d examined candidate images are effective for every "
-                    "analysed network (wanted %d); metrics use these", layer, len(chosen_ids),
-                    len(examined), effective)
+        log.warning("layer %s: only %d of %d examined candidate images are effective for both %s "
+                    "(wanted %d); metrics use these", layer, len(chosen_ids), len(examined),
+                    " and ".join(comparison), effective)
     if not chosen_ids:
-        raise RuntimeError(f"layer {layer}: no candidate image is effective for every analysed "
-                           "network; raise quantify.candidates or train longer")
-    return chosen_ids, {"layer": layer, "examined": len(examined),
+        raise RuntimeError(f"layer {layer}: no candidate image is effective for both {' and '.join(comparison)}; "
+                           "raise quantify.candidates or train longer")
+    return chosen_ids, {"layer": layer, "comparison": student, "examined": len(examined),
                         **{f"effective_{net}": int(v.sum()) for net, v in verdicts.items()},
                         "evaluated": len(chosen_ids)}
 
@@ -317,83 +135,85 @@ def _warn_premise(metric_rows: Sequence[dict], seed: int | None, margin: float) 
 _NETWORK_ORDER = {"teacher": 0, "distilled_student": 1, "logit_student": 2, "baseline": 3}
 
 
-def evaluate_seed(tables: Sequence[tuple[str, str, object, str | Path]], data_root: str | Path,
+def evaluate_seed(quantified: Mapping[str, Mapping[str, str | Path]], data_root: str | Path,
                   weight_distance: Mapping[tuple[str, str], str | Path],
-                  accuracy: Mapping[tuple[str, str], str | Path], *, networks: Sequence[str],
+                  accuracy: Mapping[tuple[str, str], str | Path], *, comparisons: Sequence[tuple[str, str]],
                   epochs: Sequence[int], grid: int, b: float, effective: int, late_fraction: float,
-                  selection: str = "effective", chosen: Mapping[str, str | Path] | None = None,
-                  dataset: str = "", architecture: str = "", seed: int | None = None,
-                  premise_margin: float = M.PREMISE_MARGIN,
+                  selection: str = "effective", dataset: str = "", architecture: str = "",
+                  seed: int | None = None, premise_margin: float = M.PREMISE_MARGIN,
                   zero_concept_images: str = "keep") -> dict[str, pd.DataFrame]:
     """Effective images, concept counts and the six metrics of one seed, every layer.
 
+    Each comparison (student, baseline) is evaluated on its own images, the first ``effective``
+    effective for both (SPEC section 5), so the baseline and the teacher appear once per
+    comparison (column ``comparison``: the student's name) and H_bar is that of those images.
+
     Args:
-        tables: (layer, network, epoch or "final", parquet path) rows; a (layer, network, epoch)
-            may have several tables (one per round), which are concatenated.
+        quantified: per layer, the quantify job's ``maps`` (parquet) and ``chosen`` (csv).
         weight_distance: weight_distance.csv per (layer, network) for the analysed networks.
         accuracy: metrics.json per (layer, network), teacher included.
-        networks: the analysed networks (the baseline and the students).
+        comparisons: the (student, baseline) pairs.
         epochs: the configured checkpoints.
         grid, b, effective, late_fraction: SPEC sections 2 to 5.
         selection: ``effective`` (the paper's image rule) or ``usable``.
-        chosen: per layer, the effective-first schedule's chosen.csv: the images derived here
-            must be exactly those (a consistency check of the two schedules' code paths).
         premise_margin: the teacher's smallest lead over the baseline (warned about below it).
         zero_concept_images: ``metrics.zero_concept_images`` (:func:`kdconcepts.metrics.image_metrics`).
 
     Returns:
-        ``metrics`` (one row per layer and network), ``per_image`` (per layer, network, epoch and
-        evaluated image: counts, H_bar, weight distance), ``images`` (per layer, network and
-        evaluated image: the values the metrics average), ``hypotheses`` (which way each
-        difference went in this seed), ``selection`` (per layer: candidates examined, effective
-        per network, evaluated).
+        ``metrics`` (one row per layer, comparison and network), ``per_image`` (per layer,
+        comparison, network, epoch and evaluated image: counts, H_bar, weight distance),
+        ``images`` (per layer, comparison, network and evaluated image: the values the metrics
+        average), ``hypotheses`` (which way each difference went in this seed), ``selection``
+        (per layer and comparison: candidates examined, effective per network, evaluated).
     """
-    long = _long_table(tables)
+    long = _long_table([(layer, paths["maps"]) for layer, paths in quantified.items()])
     fg = _fg_grids(data_root, list(dict.fromkeys(long["image_id"])), grid)
     metric_rows, per_image_rows, image_rows, selection_rows = [], [], [], []
     for layer, by_layer in long.groupby("layer", sort=False):
-        chosen_ids, selected = _evaluated_images(
-            by_layer, layer, fg, networks=networks, epochs=epochs, grid=grid, effective=effective,
-            late_fraction=late_fraction, selection=selection, chosen=chosen)
-        selection_rows.append({"seed": seed, **selected})
-        for network, rows in by_layer.groupby("network", sort=False):
-            wd = _weight_distance(weight_distance[(layer, network)], layer) if network in networks else None
-            counts, per_image, missed = _network_tables(
-                rows[rows["image_id"].isin(chosen_ids)], fg, grid=grid, b=b, weight_distance=wd,
-                zero_concept_images=zero_concept_images)
-            acc = json.loads(Path(accuracy[(layer, network)]).read_text())["test_accuracy"]
-            metric_rows.append({"dataset": dataset, "architecture": architecture, "seed": seed,
-                                "layer": layer, "network": network, **M.aggregate_images(per_image),
-                                "test_accuracy": acc, "maps_missing_target": missed})
-            for frame, into in ((per_image, image_rows), (counts, per_image_rows)):
-                into.append(pd.concat([pd.DataFrame({"seed": seed, "layer": layer, "network": network},
-                                                    index=frame.index), frame], axis=1))
-            if missed:
-                log.warning("layer %s, %s: %d selected map(s) never reached the target entropy; "
-                            "they are flagged target_reached = False in per_image.csv", layer, network,
-                            missed)
+        chosen = pd.read_csv(quantified[layer]["chosen"]) if quantified[layer].get("chosen") else None
+        for comparison in comparisons:
+            chosen_ids, selected = _evaluated_images(
+                by_layer, layer, fg, comparison=tuple(comparison), epochs=epochs, grid=grid,
+                effective=effective, late_fraction=late_fraction, selection=selection, chosen=chosen)
+            selection_rows.append({"seed": seed, **selected})
+            for network in ("teacher", *comparison):
+                rows = by_layer[(by_layer["network"] == network) & by_layer["image_id"].isin(chosen_ids)]
+                wd = _weight_distance(weight_distance[(layer, network)], layer) if network != "teacher" else None
+                counts, per_image, missed = _network_tables(rows, fg, grid=grid, b=b, weight_distance=wd,
+                                                            zero_concept_images=zero_concept_images)
+                acc = json.loads(Path(accuracy[(layer, network)]).read_text())["test_accuracy"]
+                where = {"seed": seed, "layer": layer, "comparison": comparison[0], "network": network}
+                metric_rows.append({"dataset": dataset, "architecture": architecture, **where,
+                                    **M.aggregate_images(per_image), "test_accuracy": acc,
+                                    "maps_missing_target": missed})
+                for frame, into in ((per_image, image_rows), (counts, per_image_rows)):
+                    into.append(pd.concat([pd.DataFrame(where, index=frame.index), frame], axis=1))
+                if missed:
+                    log.warning("layer %s, %s: %d selected map(s) never reached the target entropy; "
+                                "they are flagged target_reached = False in per_image.csv", layer, network,
+                                missed)
     _warn_premise(metric_rows, seed, premise_margin)
-    metrics = pd.DataFrame(metric_rows).sort_values(
-        ["layer", "network"], key=lambda s: s.map(_NETWORK_ORDER) if s.name == "network" else s,
-        kind="stable").reset_index(drop=True)
-    hypotheses = M.compare_hypotheses(metrics, students=[n for n in networks if n != "baseline"])
+    metrics = pd.DataFrame(metric_rows)
+    hypotheses = M.compare_hypotheses(metrics, students=[student for student, _ in comparisons])
     hypotheses.insert(0, "seed", seed)
     return {"metrics": metrics, "per_image": pd.concat(per_image_rows, ignore_index=True),
             "images": pd.concat(image_rows, ignore_index=True), "hypotheses": hypotheses,
             "selection": pd.DataFrame(selection_rows)}
 
 
-def work_table(tables: Sequence[tuple[str, str, object, str | Path]],
-               verdicts: Sequence[tuple[str, str | Path]] = (), seed: int | None = None) -> pd.DataFrame:
-    """Single-sample passes spent per (layer, network, checkpoint), from the quantify tables and
-    the rounds' sigma_f checks (network ``sigma_f check``)."""
+def work_table(maps: Sequence[tuple[str, str | Path]], rounds: Sequence[tuple[str, str | Path]] = (),
+               seed: int | None = None) -> pd.DataFrame:
+    """Single-sample passes spent per (layer, network, checkpoint), from the maps (``maps.parquet``
+    per layer) and the rounds' sigma_f checks (``rounds.csv``; network ``sigma_f check``)."""
     rows = []
-    for layer, network, epoch, path in tables:
+    for layer, path in maps:
         t = read_table(path)
-        rows.append({"seed": seed, "layer": layer, "network": network, "epoch": str(epoch),
-                     "maps": int(len(t)), "optimisation_steps": int(t["passes"].sum()) if len(t) else 0,
-                     "sample_passes": int(t["sample_passes"].sum()) if len(t) else 0})
-    for layer, path in verdicts:
+        for (network, epoch), of in t.groupby(["network", "epoch"], sort=False):
+            label = "final" if network == "teacher" else str(epoch)
+            rows.append({"seed": seed, "layer": layer, "network": network, "epoch": label, "maps": int(len(of)),
+                         "optimisation_steps": int(of["passes"].sum()),
+                         "sample_passes": int(of["sample_passes"].sum())})
+    for layer, path in rounds:
         v = pd.read_csv(path)
         rows.append({"seed": seed, "layer": layer, "network": "sigma_f check", "epoch": "early",
                      "maps": 0, "optimisation_steps": 0, "sample_passes": int(v["check_passes"].sum())})
@@ -401,33 +221,6 @@ def work_table(tables: Sequence[tuple[str, str, object, str | Path]],
     if len(work):
         work = work.groupby(["seed", "layer", "network", "epoch"], sort=False, as_index=False).sum()
     return work
-
-
-def stale_schedules(seed_dirs: Sequence[str | Path], layers: Sequence[str], *, effective: int,
-                    round_size: int, candidates: int) -> list[str]:
-    """What the effective-first rounds on disk say is unfinished, per seed and layer, in words.
-
-    A run whose changed settings make a round fail more candidates can end with a seed whose
-    rounds on disk ask for another round, and whose chosen images and tables are still the old
-    ones (Snakemake decided the rounds to run before the checkpoints reran; docs/ARCHITECTURE.md,
-    "Known problem"). Pooling such a seed would mix old and new tables; this names it instead.
-    """
-    problems = []
-    for folder in map(Path, seed_dirs):
-        for layer in layers:
-            base = folder / "quantify" / layer
-            rounds = sorted(base.glob("round_*/verdict.csv"), key=lambda p: int(p.parent.name[6:]))
-            if not rounds:
-                continue
-            verdicts = [pd.read_csv(p) for p in rounds]
-            if S.needs_another_round(verdicts, effective, round_size, candidates):
-                problems.append(f"{base}: the rounds on disk ask for round {len(rounds)}, which did not run")
-                continue
-            chosen = base / "chosen.csv"
-            wanted = S.choose(verdicts, effective)["image_id"].astype(str).tolist()
-            if not chosen.is_file() or pd.read_csv(chosen)["image_id"].astype(str).tolist() != wanted:
-                problems.append(f"{chosen} does not list the images its rounds choose ({wanted})")
-    return problems
 
 
 def pool_seeds(per_seed: Mapping[str, Sequence[str | Path]], *, students: Sequence[str],
@@ -451,10 +244,9 @@ def pool_seeds(per_seed: Mapping[str, Sequence[str | Path]], *, students: Sequen
     out = {name: pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
            for name, paths in per_seed.items()}
     metrics = out["metrics"]
-    value_columns = [c for c in metrics.columns if c not in
-                     ("dataset", "architecture", "seed", "layer", "network")]
-    pooled = metrics.groupby(["dataset", "architecture", "layer", "network"], sort=False, dropna=False,
-                             as_index=False)[value_columns].mean()
+    keys = ["dataset", "architecture", "layer", "comparison", "network"]
+    value_columns = [c for c in metrics.columns if c not in keys + ["seed"]]
+    pooled = metrics.groupby(keys, sort=False, dropna=False, as_index=False)[value_columns].mean()
     pooled.insert(2, "seed", "pooled")
     out["metrics"] = pd.concat([metrics.astype({"seed": object}), pooled], ignore_index=True)
     images = out["images"]
@@ -469,30 +261,38 @@ def pool_seeds(per_seed: Mapping[str, Sequence[str | Path]], *, students: Sequen
     return out
 
 
-def entropy_map_panels(tables: Mapping[str, Sequence[str | Path]], per_image: pd.DataFrame,
-                       data_root: str | Path, layer: str, *, grid: int, n_images: int, b: float,
-                       seed: int) -> dict:
-    """Arguments of :func:`kdconcepts.report.plot_entropy_maps` for the first evaluated images
-    of one seed.
+def entropy_map_panels(maps: str | Path, per_image: pd.DataFrame, data_root: str | Path, layer: str, *,
+                       grid: int, n_images: int, b: float, seed: int, final_epoch: int) -> dict:
+    """Arguments of :func:`kdconcepts.report.plot_entropy_maps` for the first evaluated images of
+    one seed and its first comparison: the teacher, that comparison's student and baseline, and
+    any other student whose final maps of those images were made.
 
     Args:
-        tables: network -> its final-checkpoint quantify tables (teacher, students, baseline).
+        maps: that seed's ``maps.parquet`` of ``layer``.
         per_image: ``per_image.csv`` (gives the evaluated images and H_bar).
     """
     from kdconcepts.data import denormalize, load_split
     from kdconcepts.quantify import downsample_mask
 
     rows = per_image[(per_image["layer"] == layer) & (per_image["seed"] == seed)]
+    if "comparison" in rows:
+        rows = rows[rows["comparison"] == rows["comparison"].iloc[0]]
     ids = list(dict.fromkeys(rows["image_id"]))[:n_images]
     train = load_split(data_root, "train")
     pos = {image_id: k for k, image_id in enumerate(train.ids)}
     sel = [pos[i] for i in ids]
     images = denormalize(train.images[sel], train.meta).permute(0, 2, 3, 1).clamp(0, 1).numpy()
+    table = read_table(maps)
+    final = table[(table["network"] == "teacher") | (table["epoch"] == final_epoch)]
     entropy, h_bar = {}, {}
-    for network, paths in tables.items():
-        t = pd.concat([read_table(p) for p in paths], ignore_index=True).set_index("image_id")
-        entropy[network] = np.stack([np.asarray(t.loc[i, "entropy"]).reshape(grid, grid) for i in ids])
+    for network, of_network in final.groupby("network", sort=False):
+        by_id = of_network.set_index("image_id")
+        if not set(ids) <= set(by_id.index):
+            continue
+        entropy[network] = np.stack([np.asarray(by_id.loc[i, "entropy"]).reshape(grid, grid) for i in ids])
         of_net = rows[rows["network"] == network]
-        h_bar[network] = float(of_net.loc[of_net["epoch"] == of_net["epoch"].max(), "h_bar"].iloc[0])
+        if len(of_net):
+            h_bar[network] = float(of_net.loc[of_net["epoch"] == of_net["epoch"].max(), "h_bar"].iloc[0])
+    entropy = {n: entropy[n] for n in sorted(entropy, key=lambda n: _NETWORK_ORDER.get(n, 9)) if n in h_bar}
     return {"images": images, "entropy": entropy, "fg_grid": downsample_mask(train.masks[sel], grid).numpy(),
             "h_bar": h_bar, "b": b, "image_ids": ids}

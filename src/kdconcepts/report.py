@@ -17,7 +17,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from kdconcepts import stats  # noqa: E402
-from kdconcepts.metrics import REPORTED  # noqa: E402
+from kdconcepts.metrics import BESIDE, REPORTED  # noqa: E402
 from kdconcepts.runtime import atomic_path  # noqa: E402
 
 __all__ = ["NETWORK_LABELS", "architectures_summary", "front_page_rst", "latex_table", "premise_sentence",
@@ -36,7 +36,7 @@ _HEADERS = {"n_fg": r"$N_{\mathrm{fg}}\uparrow$", "n_bg": r"$N_{\mathrm{bg}}\dow
 _DIGITS = {"n_fg": 2, "n_bg": 2, "lambda": 3, "d_mean": None, "d_var": None, "d_std": None, "rho": 3}
 # \surd, \times and \circ are core LaTeX: the fragment needs only booktabs.
 # (D_var, shown beside D_std, is not a seventh test: no verdict, no mark.)
-_MARKS = {"held": r"$^{\surd}$", "reversed": r"$^{\times}$", "not significant": r"$^{\circ}$", "": ""}
+_MARKS = {"held": r"$^{\surd}$", "reversed": r"$^{\times}$", "not significant": r"$^{\circ}$", BESIDE: ""}
 
 
 def _escape(text: str) -> str:
@@ -395,7 +395,7 @@ def _markdown_table(frame: pd.DataFrame) -> str:
 
 
 def _title(tree: str) -> str:
-    """"Results", or "Results: <parameter>_<value>" for a tree of a sweep."""
+    """"Results: <run>", "Results: <run>/<architecture>" or "Results: <run>/<parameter>_<value>"."""
     return "Results" if tree == "results" else f"Results: {tree.removeprefix('results/')}"
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import logging
 import os
 import platform
+import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -17,7 +19,7 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = ["BARRIER_ENV", "DEFAULT_MALLOC_ENV", "atomic_path", "epoch_barrier", "job_logging", "keep_freed_memory",
-           "resolve_device"]
+           "resolve_device", "save_torch", "snakemake_job"]
 
 #: Test hook: a folder holding two FIFOs, ``reached`` and ``release``. When set, a training job
 #: announces each finished epoch on ``reached`` and then waits on ``release``, so that a test
@@ -86,9 +88,33 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are for everyone to read
         os.replace(tmp, path)
+    except OSError as error:
+        if error.errno != errno.ENOSPC:
+            raise
+        raise OSError(errno.ENOSPC, f"no space left on the disk of {path.parent} "
+                      f"({shutil.disk_usage(path.parent).free / 2**20:.0f} MiB free): {path.name} was not "
+                      "written, and no half-written file is left; free some space and run again") from error
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def save_torch(payload: object, path: str | os.PathLike) -> None:
+    """``torch.save`` to ``path``, atomically, with bytes that depend only on ``payload``.
+
+    Why through memory: given a file name, torch names the records inside its zip archive after
+    it, so the same weights saved through two temporary names gave two different files. A buffer
+    always gets the same record name. A full disk then fails in a plain write, named by
+    :func:`atomic_path`, instead of in torch's stream (``basic_ios::clear: iostream error``).
+    """
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buffer.getbuffer())
 
 
 #: Set (to anything) to leave glibc's allocator at its defaults in pipeline jobs.
@@ -161,6 +187,17 @@ def job_logging(log_path: str | os.PathLike | None, threads: int | None = None) 
         finally:
             sys.stderr = old_stderr
             logger.removeHandler(handler)
+
+
+@contextlib.contextmanager
+def snakemake_job(smk, threads: int | None = None) -> Iterator[logging.Logger]:
+    """A Snakemake script's job: :func:`job_logging` to its log, and, when it succeeds, its outputs
+    recorded by content in the run's manifest (:func:`kdconcepts.manifest.record`)."""
+    with job_logging(smk.log[0] if len(smk.log) else None, threads=threads) as logger:
+        yield logger
+    from kdconcepts.manifest import record
+
+    record(f"results/{smk.config['run']}", smk.rule, list(smk.output), dict(smk.wildcards.items()))
 
 
 def epoch_barrier(label: str) -> None:

@@ -1,22 +1,24 @@
 """Which images to quantify, at which checkpoint, in what order (SPEC section 5).
 
-The metrics use the first E candidate images (in their seeded sampling order) that are
-*effective* for every analysed network: usable (sigma_f != 0) at every checkpoint, and at every
-late checkpoint (the last ``late_fraction`` of training) with a mean background entropy at least
-their mean foreground entropy. Two schedules compute the maps that rule and the metrics need:
+The metrics of a comparison (a student and the baseline) use the first E candidate images (in
+their seeded sampling order) that are *effective* for both of its networks: usable
+(sigma_f != 0) at every checkpoint, and at every late checkpoint (the last ``late_fraction`` of
+training) with a mean background entropy at least their mean foreground entropy. Two schedules
+compute the maps that rule and the metrics need (both in one job per seed and layer:
+:func:`kdconcepts.walk.quantify_seed`):
 
 ``exhaustive``
     every candidate at every checkpoint of every network, the rule applied afterwards (simple,
     and the reference the other schedule is tested against);
 
 ``effective_first`` (default)
-    the authors' pipeline structure, done for all analysed networks at once. Candidates are taken
-    in rounds of ``round_size``. In a round each network's late checkpoints are quantified newest
-    first, and an image stops being quantified, for every network, at the first late checkpoint
-    where it fails the rule for one of them. The round's survivors are then checked for
-    sigma_f != 0 at the early checkpoints (one forward of K samples, not an optimisation).
-    Rounds stop once E images are effective, or the candidates run out. Only the chosen images
-    are then quantified at the early checkpoints and the teacher's final one.
+    the authors' pipeline structure, done for all comparisons at once. Candidates are taken in
+    rounds of ``round_size``. In a round each network's late checkpoints are quantified newest
+    first, and an image stops being quantified for a comparison at the first late checkpoint
+    where it fails the rule for one of its two networks. The round's survivors are then checked
+    for sigma_f != 0 at the early checkpoints (one forward of K samples, not an optimisation).
+    Rounds stop once every comparison has E effective images, or the candidates run out. Only
+    the chosen images are then quantified at the early checkpoints and the teacher's final one.
 
 Both give the same chosen images and the same maps for them (each image's noise depends only on
 the seed and its id), hence the same metrics; ``tests/test_schedule.py`` checks it on the smoke
@@ -30,9 +32,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["SELECTION_RULES", "candidate_indices", "round_ranks", "late_epochs", "early_epochs",
-           "meets_effective_rule", "rule_failures", "survivors", "verdict_table", "choose",
-           "needs_another_round"]
+__all__ = ["SELECTION_RULES", "candidate_indices", "late_epochs", "early_epochs", "meets_effective_rule",
+           "rule_failures", "verdict_table"]
 
 
 def candidate_indices(n_train: int, n_candidates: int, seed: int) -> np.ndarray:
@@ -45,12 +46,6 @@ def candidate_indices(n_train: int, n_candidates: int, seed: int) -> np.ndarray:
         raise ValueError(f"quantify.candidates = {n_candidates} but the training split has only "
                          f"{n_train} images")
     return np.random.default_rng(seed).permutation(n_train)[:n_candidates]
-
-
-def round_ranks(round_index: int, round_size: int, n_candidates: int) -> range:
-    """Candidate ranks (positions in the sampling order) of one round; empty past the end."""
-    start = round_index * round_size
-    return range(min(start, n_candidates), min(start + round_size, n_candidates))
 
 
 def late_epochs(epochs: Sequence[int], late_fraction: float) -> list[int]:
@@ -104,25 +99,6 @@ def rule_failures(table: pd.DataFrame, fg: Mapping[str, np.ndarray], grid: int,
             if not meets_effective_rule(row.usable, row.entropy, fg[row.image_id], grid, rule)}
 
 
-def survivors(candidates: Sequence[str], newer: Mapping[str, pd.DataFrame],
-              fg: Mapping[str, np.ndarray], grid: int, rule: str = "effective") -> list[str]:
-    """The candidates still in the running before the next (older) late checkpoint.
-
-    Args:
-        candidates: the round's image ids, in sampling order.
-        newer: network -> table of the previous (newer) late step of this round; empty at the
-            newest late checkpoint. Each table holds exactly that step's survivors.
-        rule: the image rule (config ``metrics.selection``), as the metrics apply it.
-    """
-    if not newer:
-        return list(candidates)
-    alive = set(candidates)
-    for table in newer.values():
-        alive &= set(table["image_id"])
-        alive -= rule_failures(table, fg, grid, rule)
-    return [i for i in candidates if i in alive]
-
-
 def verdict_table(candidates: Sequence[str], ranks: Sequence[int], late_survivors: Sequence[str],
                   early_usable: Mapping[str, Mapping[int, set[str]]]) -> pd.DataFrame:
     """One row per candidate of a round: is it effective for every analysed network?
@@ -150,20 +126,3 @@ def verdict_table(candidates: Sequence[str], ranks: Sequence[int], late_survivor
         rows.append({"candidate_rank": int(rank), "image_id": image_id, "effective": not reason,
                      "reason": reason})
     return pd.DataFrame(rows, columns=["candidate_rank", "image_id", "effective", "reason"])
-
-
-def choose(verdicts: Sequence[pd.DataFrame], effective: int) -> pd.DataFrame:
-    """The first ``effective`` effective images over the rounds' verdicts, in candidate order,
-    with the round each came from (column ``round``)."""
-    frames = [v.assign(round=r) for r, v in enumerate(verdicts)]
-    if not frames:
-        return pd.DataFrame(columns=["candidate_rank", "image_id", "effective", "reason", "round"])
-    table = pd.concat(frames, ignore_index=True).sort_values("candidate_rank", kind="stable")
-    return table[table["effective"]].head(effective).reset_index(drop=True)
-
-
-def needs_another_round(verdicts: Sequence[pd.DataFrame], effective: int, round_size: int,
-                        n_candidates: int) -> bool:
-    """Whether to quantify another round: fewer than ``effective`` found and candidates left."""
-    found = sum(int(v["effective"].sum()) for v in verdicts)
-    return found < effective and len(verdicts) * round_size < n_candidates

@@ -1,23 +1,25 @@
 """Config validation, the output trees, and the names every rule file shares.
 
-Paths: every output lives in an output tree, ``results/`` for a plain config,
-``results/<architecture>/`` per architecture of an architecture axis (config ``architectures``;
-the stacked tables, table, forest plot and summary of all of them at ``results/``), or
-``results/<parameter>_<value>/`` per value of a sweep (config ``sweep``); inside a tree, each seed
+Paths: every output of a run lives under ``results/<run>/`` (config ``run``), in an output tree:
+``results/<run>/`` itself for a plain config, ``results/<run>/<architecture>/`` per architecture of
+an architecture axis (config ``architectures``; the stacked tables, table, forest plot and summary
+of all of them at ``results/<run>/``), or ``results/<run>/<parameter>_<value>/`` per value of a
+sweep (config ``sweep``); inside a tree, each seed
 has ``seed_<seed>/`` (train/, quantify/, tables/), and the pooled tables, figures and
 summary sit at the tree's top. Logs and benchmarks mirror that under ``logs/``.
 """
 
 import os
 import re
+import sys
 from pathlib import Path
 
 import pandas as pd
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
-from kdconcepts.config import architecture_configs, config_file_problems, config_problems, load_schema
-from kdconcepts.schedule import choose, early_epochs, late_epochs, needs_another_round
+from kdconcepts.config import (architecture_configs, config_file_problems, config_problems, load_schema,
+                               overlay_problems, run_name)
 
 min_version("9.0")
 
@@ -27,12 +29,20 @@ _SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
 # Snakemake itself before this file runs, without a line number; config/config.yaml is read
 # by the `configfile:` below, after this check, which names its line and column.)
 DEFAULT_CONFIG = "config/config.yaml"  # the embedded default; --configfile files extend it
+if not os.path.isfile(DEFAULT_CONFIG):
+    raise WorkflowError(f"{DEFAULT_CONFIG} is not in {os.getcwd()}: run snakemake in the kdconcepts folder "
+                        f"(cd {workflow.basedir}), or pass --directory {workflow.basedir}")
 _file_problems = [problem for path in [*workflow.overwrite_configfiles, DEFAULT_CONFIG]
                   for problem in config_file_problems(path)]
+_file_problems += [problem for path in workflow.overwrite_configfiles if not config_file_problems(path)
+                   for problem in overlay_problems(path)]
 if _file_problems:
     raise WorkflowError("Invalid configuration file:\n  - " + "\n  - ".join(_file_problems))
 
 configfile: DEFAULT_CONFIG
+
+# The run's name (its folder under results/): a --configfile names its run unless it sets run:.
+config["run"] = run_name(list(workflow.overwrite_configfiles), config.get("run", "default"))
 
 try:
     validate(config, schema="../schemas/config.schema.yaml")
@@ -62,6 +72,37 @@ onstart:
                 "jobs where the device is (e.g. --workflow-profile workflow/profiles/slurm)")
 
 
+def _only_looking(argv):
+    """Whether this is a Snakemake command line that changes no file (a dry run, a summary, the
+    report, a graph, ...), or not Snakemake's command line at all (an in-process API call)."""
+    program = Path(argv[0])
+    if not (program.name == "snakemake" or program.parts[-2:] == ("snakemake", "__main__.py")):
+        return True
+    looking = {"--dry-run", "--dryrun", "--summary", "--detailed-summary", "--lint", "--report", "--dag",
+               "--rulegraph", "--filegraph", "--d3dag", "--list-rules", "--list-target-rules",
+               "--list-changes", "--list-code-changes", "--list-input-changes", "--list-params-changes",
+               "--list-untracked", "--unlock", "--cleanup-metadata", "--touch", "--lint"}
+    return any(arg in looking or re.fullmatch(r"-[a-zA-Z]*[nSDtl][a-zA-Z]*", arg) for arg in argv[1:])
+
+
+# Outputs this run made that can no longer be read (a torn checkpoint, an emptied table): set aside
+# as <name>.corrupt before Snakemake plans, so that this one run remakes them and what depends on
+# them (kdconcepts.manifest). A run that only looks (-n) names them instead.
+if workflow.is_main_process:
+    from kdconcepts.manifest import readable, records, set_aside_unreadable
+
+    if _only_looking(sys.argv):
+        _unreadable = [(p, why) for p in records(f"results/{config['run']}") if os.path.exists(p)
+                       for why in [readable(p)] if why]
+        for _path, _why in _unreadable:
+            print(f"kdconcepts: {_path} cannot be read ({_why}); a run sets it aside and remakes it",
+                  file=sys.stderr)
+    else:
+        for _path, _why in set_aside_unreadable(f"results/{config['run']}"):
+            print(f"kdconcepts: {_path} cannot be read ({_why}): set aside as {_path}.corrupt, remade by "
+                  "this run", file=sys.stderr)
+
+
 def _key_sorted(node):
     return {k: _key_sorted(node[k]) for k in sorted(node)} if isinstance(node, dict) else node
 
@@ -77,15 +118,16 @@ config.update(_canonical)
 SEEDS = [int(s) for s in config["seeds"]]
 EPOCHS = [int(e) for e in config["checkpoints"]]
 FINAL_EPOCH = EPOCHS[-1]
-LATE = late_epochs(EPOCHS, config["metrics"]["late_fraction"])
-EARLY = early_epochs(EPOCHS, config["metrics"]["late_fraction"])
 LAYERS = list(config["layers"])
 NETWORKS = list(config["networks"])  # the analysed ones; the teacher is quantified too
 STUDENTS = [n for n in NETWORKS if n != "baseline"]
-SCHEDULE = config["quantify"]["schedule"]
+# Each student is compared with the baseline on its own images (the first E effective for both).
+COMPARISONS = [[student, "baseline"] for student in STUDENTS]
 EFFECTIVE = int(config["metrics"]["effective"])
-ROUND_SIZE = int(config["quantify"]["round_size"])
-CANDIDATES = int(config["quantify"]["candidates"])
+
+
+RUN = config["run"]
+RESULTS = f"results/{RUN}"  # everything this run makes (logs: logs/results/<run>/)
 
 
 def _trees():
@@ -93,12 +135,12 @@ def _trees():
     and the architecture."""
     dataset, sweep, axis = config["dataset"], config["sweep"], config["architectures"]
     if axis:
-        return {f"results/{arch}": {"root": dataset["root"], "stage": dataset["dvc_stage"], "value": None,
-                                    "arch": arch} for arch in ARCHITECTURE_ORDER}
+        return {f"{RESULTS}/{arch}": {"root": dataset["root"], "stage": dataset["dvc_stage"], "value": None,
+                                      "arch": arch} for arch in ARCHITECTURE_ORDER}
     if not sweep:
-        return {"results": {"root": dataset["root"], "stage": dataset["dvc_stage"], "value": None,
-                            "arch": config["architecture"]}}
-    return {f"results/{sweep['parameter']}_{value}": {
+        return {RESULTS: {"root": dataset["root"], "stage": dataset["dvc_stage"], "value": None,
+                          "arch": config["architecture"]}}
+    return {f"{RESULTS}/{sweep['parameter']}_{value}": {
                 "root": sweep["root"].format(value=value),
                 "stage": f"{sweep['dvc_stage']}@{value}", "value": value, "arch": config["architecture"]}
             for value in sweep["values"]}
@@ -177,82 +219,7 @@ def compute_resources(threads=None):
 # late and one core idled at the end while the last seed's quantification ran alone (the
 # two-architecture default's timeline, docs/ARTIFACT_EVALUATION.md). So: the longest remaining
 # chain first (pre-training, fine-tuning, distillation, then the baseline, which nothing but
-# quantification waits for); and each round's `quantify_chosen`, the longest job and the end of
-# its seed's chain, as soon as it is ready (longest first).
+# quantification waits for); then each seed's `quantify`, the longest job and the end of its
+# seed's chain, as soon as it is ready.
 PRIORITY = {"teacher_pretrain": 5, "teacher": 4, "distilled_student": 3, "logit_student": 3, "baseline": 2,
-            "quantify_chosen": 1}
-
-
-# --- the effective-first schedule's data-dependent part (kdconcepts.schedule decides) ---------
-
-
-def read_verdict(path):
-    """A round's verdict table; a file that cannot be read is named, with what to do."""
-    try:
-        return pd.read_csv(path)
-    except Exception as error:
-        raise WorkflowError(f"cannot read the round verdict {path} ({error}); delete it and run "
-                            "again: the round is recomputed") from error
-
-
-def _walk_rounds(path_of_round):
-    """Verdict paths of rounds 0, 1, ... until no other round is needed (kdconcepts.schedule), and
-    the path of the first needed round that ``path_of_round`` says is not there yet (or None).
-
-    ``path_of_round(r)`` gives round r's verdict path and whether it can be read now."""
-    paths, tables = [], []
-    while True:
-        path, ready = path_of_round(len(paths))
-        if not ready:
-            return paths, path
-        paths.append(path)
-        tables.append(read_verdict(path))
-        if not needs_another_round(tables, EFFECTIVE, ROUND_SIZE, CANDIDATES):
-            return paths, None
-
-
-def round_verdicts(w):
-    """Verdict files of the rounds run so far for (tree, seed, layer), in round order.
-
-    Each is an output of the checkpoint rule ``quantify_round``; asking for one that does not
-    exist yet makes Snakemake run that round, then come back here (rounds are a chain of
-    checkpoints). Stops at the first round after which no other round is needed.
-    """
-    def checkpointed(r):
-        job = checkpoints.quantify_round.get(tree=w.tree, seed=w.seed, layer=w.layer, round=r)
-        return str(job.output.verdict), True
-
-    return _walk_rounds(checkpointed)[0]
-
-
-def pending_rounds(_):
-    """Per (tree, seed, layer), the verdict file of the first round that the verdicts already on
-    disk say is needed but that is not there yet: an input of ``all``.
-
-    Why: a job whose input is an unfinished checkpoint's output is not rerun by Snakemake
-    (9.x) for a changed param or input; it waits for the checkpoint, but a missing checkpoint
-    output is only made when a job that is rerun needs it. When a new round is wanted after
-    earlier rounds were run (more images, more candidates), nothing would be rerun and the old
-    tables would stay. Asking for that round from the target makes it run; the checkpoint
-    mechanism then re-evaluates everything downstream, and more rounds follow if needed.
-    """
-    if SCHEDULE != "effective_first":
-        return []
-    pending = []
-    for tree in TREES:
-        for seed in SEEDS:
-            for layer in LAYERS:
-                def on_disk(r):
-                    path = f"{quantify_dir(tree, seed, layer)}/round_{r}/verdict.csv"
-                    return path, os.path.exists(path)
-
-                done, missing = _walk_rounds(on_disk)
-                if done and missing:  # (round 0 is asked for by every run anyway)
-                    pending.append(missing)
-    return pending
-
-
-def chosen_per_round(verdict_paths):
-    """How many of the first E effective images each round gives: {round: count}."""
-    chosen = choose([read_verdict(p) for p in verdict_paths], EFFECTIVE)
-    return chosen["round"].value_counts().to_dict()
+            "quantify": 1}

@@ -16,6 +16,39 @@ def _data_stages():
 DATA_STAGES = _data_stages()
 
 
+def _restore_from_dvc_cache(roots):
+    """Restore missing prepared data from DVC's cache before Snakemake plans (``dvc checkout``),
+    checked against dvc.lock. Why before: a missing data folder makes Snakemake plan its stage,
+    and with it every training job downstream, although the data come back byte for byte."""
+    import subprocess
+
+    from kdconcepts.data.integrity import integrity_problems
+
+    missing = [root for root in roots if not os.path.exists(data_ready(root))]
+    if not missing:
+        return
+    if _only_looking(sys.argv):
+        print(f"kdconcepts: {', '.join(missing)} missing; a run restores them from the DVC cache first "
+              "(if it holds them), so that nothing downstream is remade", file=sys.stderr)
+        return
+    restored = subprocess.run(["dvc", "checkout", "--quiet", *missing], capture_output=True, text=True,
+                              env={**os.environ, "DVC_NO_ANALYTICS": "1"})
+    back = [root for root in missing if os.path.exists(data_ready(root))]
+    if not back:
+        return  # not in the cache: the data rule makes them
+    problems = [p for root in back for p in integrity_problems(root)]
+    if problems:
+        raise WorkflowError("the DVC cache gave back prepared data that is not what dvc.lock records, so no "
+                            "job runs on it:\n  - " + "\n  - ".join(problems[:10]) + "\nDelete the folder(s) "
+                            "and `dvc cache` entries at fault (or run `dvc gc`), then run again: the data stage "
+                            "remakes them.")
+    print(f"kdconcepts: restored {', '.join(back)} from the DVC cache (as dvc.lock records them)", file=sys.stderr)
+
+
+if workflow.is_main_process:
+    _restore_from_dvc_cache([root for roots in DATA_STAGES.values() for root in roots])
+
+
 def _rule_name(stage):
     return "data_" + re.sub(r"\W", "_", stage)
 

@@ -14,32 +14,21 @@ def _tree_figures(tree):
 
 REPORT_FIGURES = [f for tree in TREES for f in _tree_figures(tree)]
 SWEEP_OUTPUTS = (
-    [f"results/figures/sweep_{config['sweep']['parameter']}.{FIG_EXT}",
-     f"results/tables/sweep_{config['sweep']['parameter']}.csv"] if config["sweep"] else [])
+    [f"{RESULTS}/figures/sweep_{config['sweep']['parameter']}.{FIG_EXT}",
+     f"{RESULTS}/tables/sweep_{config['sweep']['parameter']}.csv"] if config["sweep"] else [])
 # An architecture axis: its trees' tables stacked, one table, forest plot and summary for all.
 STACKED_TABLES = ("hypotheses", "premise", "teacher", "differences")
 AXIS_OUTPUTS = (
-    [*(f"results/tables/{name}.csv" for name in STACKED_TABLES), "results/tables/table.tex",
-     "results/summary.md", "results/report_front.rst",
-     *expand("results/figures/{layer}/differences.%s" % FIG_EXT, layer=LAYERS)]
+    [*(f"{RESULTS}/tables/{name}.csv" for name in STACKED_TABLES), f"{RESULTS}/tables/table.tex",
+     f"{RESULTS}/summary.md", f"{RESULTS}/report_front.rst",
+     *expand(f"{RESULTS}/figures/{{layer}}/differences.%s" % FIG_EXT, layer=LAYERS)]
     if ARCHITECTURE_AXIS else [])
-
-
-def _final_tables(w):
-    """network -> the tables holding its final-checkpoint maps of the first seed."""
-    seed = SimpleNamespace(tree=w.tree, seed=SEEDS[0], layer=w.layer)
-    rows = quantify_tables(seed)
-    out = {}
-    for network, epoch, path in rows:
-        if epoch == "final" or epoch == FINAL_EPOCH:
-            out.setdefault(network, []).append(path)
-    return out
 
 
 # The three figures of a tree and layer in one job (one start-up: imports, data).
 rule figures:
     input:
-        tables=lambda w: [p for paths in _final_tables(w).values() for p in paths],
+        maps=lambda w: f"{quantify_dir(w.tree, SEEDS[0], w.layer)}/maps.parquet",
         per_image="{tree}/tables/per_image.csv",
         differences="{tree}/tables/differences.csv",
         teacher="{tree}/tables/teacher.csv",
@@ -69,8 +58,8 @@ rule figures:
         grid=config["quantify"]["grid"],
         b=config["metrics"]["b"],
         data_root=lambda w: data_root(w.tree),
-        tables=_final_tables,
         seed=SEEDS[0],
+        final_epoch=FINAL_EPOCH,
     log:
         "logs/{tree}/report/{layer}/figures.log",
     benchmark:
@@ -132,7 +121,7 @@ rule report_front:
 # description. (Snakemake renders the page from this reStructuredText file at report
 # time, so it can be a result; a report item could not be shown before the workflow graph.)
 REPORT_FRONTS = [f"{tree}/report_front.rst" for tree in TREES]
-_FRONT_FILE = "results/report_front.rst" if ARCHITECTURE_AXIS else REPORT_FRONTS[0]
+_FRONT_FILE = f"{RESULTS}/report_front.rst" if ARCHITECTURE_AXIS else REPORT_FRONTS[0]
 _FRONT = os.path.abspath(_FRONT_FILE) if not config["sweep"] and os.path.exists(_FRONT_FILE) else None
 report: _FRONT or "../report/workflow.rst"
 
@@ -156,9 +145,9 @@ if config["sweep"]:
             settings=config["report"],
             confidence=config["metrics"]["confidence"],
         log:
-            "logs/report/sweep.log",
+            f"logs/{RESULTS}/report/sweep.log",
         benchmark:
-            "logs/benchmarks/report/sweep.tsv"
+            f"logs/benchmarks/{RESULTS}/report/sweep.tsv"
         script:
             "../scripts/figure_sweep.py"
 
@@ -175,12 +164,12 @@ if ARCHITECTURE_AXIS:
             **{name: list(_of_trees(name).values()) for name in STACKED_TABLES},
             summaries=[f"{tree}/summary.md" for tree in TREES],
         output:
-            **{name: f"results/tables/{name}.csv" for name in STACKED_TABLES},
-            table="results/tables/table.tex",
-            summary="results/summary.md",
-            front="results/report_front.rst",
+            **{name: f"{RESULTS}/tables/{name}.csv" for name in STACKED_TABLES},
+            table=f"{RESULTS}/tables/table.tex",
+            summary=f"{RESULTS}/summary.md",
+            front=f"{RESULTS}/report_front.rst",
             figures=[report(
-                "results/figures/%s/differences.%s" % (layer, FIG_EXT),
+                f"{RESULTS}/figures/%s/differences.%s" % (layer, FIG_EXT),
                 caption="../report/architectures.rst",
                 category="Figures",
                 subcategory=f"all architectures, layer {layer}",
@@ -194,8 +183,8 @@ if ARCHITECTURE_AXIS:
             layers=LAYERS,
             config_files=[os.path.relpath(f, workflow.basedir) for f in workflow.configfiles],
         log:
-            "logs/results/report/architectures.log",
+            f"logs/{RESULTS}/report/architectures.log",
         benchmark:
-            "logs/benchmarks/results/report/architectures.tsv"
+            f"logs/benchmarks/{RESULTS}/report/architectures.tsv"
         script:
             "../scripts/architectures.py"

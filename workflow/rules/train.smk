@@ -74,7 +74,7 @@ rule teacher_pretrain:
     benchmark:
         "logs/benchmarks/{tree}/train/pretrain.tsv"
     script:
-        "../scripts/pretrain_teacher.py"
+        "../scripts/train.py"
 
 
 rule teacher:
@@ -95,7 +95,7 @@ rule teacher:
     benchmark:
         "logs/benchmarks/{tree}/seed_{seed}/train/teacher.tsv"
     script:
-        "../scripts/train_teacher.py"
+        "../scripts/train.py"
 
 
 rule distilled_student:
@@ -115,7 +115,7 @@ rule distilled_student:
     benchmark:
         "logs/benchmarks/{tree}/seed_{seed}/train/distilled_student/{layer}.tsv"
     script:
-        "../scripts/train_distilled_student.py"
+        "../scripts/train.py"
 
 
 rule logit_student:
@@ -136,7 +136,7 @@ rule logit_student:
     benchmark:
         "logs/benchmarks/{tree}/seed_{seed}/train/logit_student.tsv"
     script:
-        "../scripts/train_logit_student.py"
+        "../scripts/train.py"
 
 
 rule baseline:
@@ -156,4 +156,4 @@ rule baseline:
     benchmark:
         "logs/benchmarks/{tree}/seed_{seed}/train/baseline.tsv"
     script:
-        "../scripts/train_baseline.py"
+        "../scripts/train.py"

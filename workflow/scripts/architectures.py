@@ -9,7 +9,7 @@ import seaborn as sns
 
 from kdconcepts.report import (architectures_summary, front_page_rst, latex_table, plot_differences,
                                run_command, save_figure, stack_architectures)
-from kdconcepts.runtime import atomic_path, job_logging
+from kdconcepts.runtime import atomic_path, snakemake_job
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 s = smk.params.settings
@@ -20,7 +20,7 @@ def write_text(text, output):
         tmp.write_text(text, encoding="utf-8")
 
 
-with job_logging(smk.log[0]):
+with snakemake_job(smk):
     made = {}
     for name, paths in smk.params.tables.items():
         made[name] = stack_architectures({arch: pd.read_csv(path) for arch, path in paths.items()})
@@ -44,6 +44,6 @@ with job_logging(smk.log[0]):
         confidence=smk.params.confidence, trees=trees,
         summaries={arch: Path(path).read_text(encoding="utf-8") for arch, path in summaries.items()}),
         smk.output.summary)
-    write_text(front_page_rst(tree="results", hypotheses=stacked["hypotheses"], premise=stacked["premise"],
+    write_text(front_page_rst(tree=str(Path(smk.output.summary).parent), hypotheses=stacked["hypotheses"], premise=stacked["premise"],
                               confidence=smk.params.confidence, figures=list(smk.output.figures)),
                smk.output.front)

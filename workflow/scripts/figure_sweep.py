@@ -4,11 +4,11 @@ import pandas as pd
 import seaborn as sns
 
 from kdconcepts.report import plot_sweep, save_figure
-from kdconcepts.runtime import atomic_path, job_logging
+from kdconcepts.runtime import atomic_path, snakemake_job
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 s = smk.params.settings
-with job_logging(smk.log[0]):
+with snakemake_job(smk):
     sweep = pd.concat([pd.read_csv(path).assign(value=value)
                        for path, value in zip(smk.input.hypotheses, smk.params.values, strict=True)],
                       ignore_index=True)

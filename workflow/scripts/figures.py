@@ -7,18 +7,18 @@ import seaborn as sns
 
 from kdconcepts.pipeline import entropy_map_panels
 from kdconcepts.report import plot_concepts_vs_distance, plot_differences, plot_entropy_maps, save_figure
-from kdconcepts.runtime import job_logging
+from kdconcepts.runtime import snakemake_job
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 s = smk.params.settings
 layer = smk.wildcards.layer
 
 
-with job_logging(smk.log[0]):
+with snakemake_job(smk):
     per_image = pd.read_csv(smk.input.per_image)
-    panels = entropy_map_panels(smk.params.tables, per_image, smk.params.data_root, layer,
+    panels = entropy_map_panels(smk.input.maps, per_image, smk.params.data_root, layer,
                                 grid=smk.params.grid, n_images=s["example_images"], b=smk.params.b,
-                                seed=smk.params.seed)
+                                seed=smk.params.seed, final_epoch=smk.params.final_epoch)
     save_figure(plot_entropy_maps(**panels), smk.output.entropy_maps, s)
     sns.set_theme(style="whitegrid", context="paper")
     save_figure(plot_concepts_vs_distance(per_image, layer, palette=s["palette"]), smk.output.concepts_vs_distance, s)

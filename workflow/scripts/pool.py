@@ -2,16 +2,11 @@
 
 import logging
 
-from kdconcepts.pipeline import pool_seeds, stale_schedules
-from kdconcepts.runtime import atomic_path, job_logging
+from kdconcepts.pipeline import pool_seeds
+from kdconcepts.runtime import atomic_path, snakemake_job
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
-with job_logging(smk.log[0]) as log:
-    stale = stale_schedules(**smk.params.schedule) if smk.params.schedule else []
-    if stale:
-        raise RuntimeError("the effective-first schedule of some seed is unfinished, so its tables "
-                           "are not those of this config; run snakemake again (it runs the missing "
-                           "rounds and what depends on them):\n  - " + "\n  - ".join(stale))
+with snakemake_job(smk) as log:
     per_seed = {name: list(getattr(smk.input, name)) for name in smk.input.keys()}
     frames = pool_seeds(per_seed, students=smk.params.students, resamples=smk.params.resamples,
                         confidence=smk.params.confidence, premise_margin=smk.params.premise_margin)

@@ -4,10 +4,10 @@ answer first."""
 import pandas as pd
 
 from kdconcepts.report import front_page_rst
-from kdconcepts.runtime import atomic_path, job_logging
+from kdconcepts.runtime import atomic_path, snakemake_job
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
-with job_logging(smk.log[0]):
+with snakemake_job(smk):
     text = front_page_rst(tree=smk.wildcards.tree, hypotheses=pd.read_csv(smk.input.hypotheses),
                           premise=pd.read_csv(smk.input.premise), confidence=smk.params.confidence,
                           figures=list(smk.input.figures))

@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 
 from kdconcepts.report import latex_table, run_command, summary_markdown
-from kdconcepts.runtime import atomic_path, job_logging
+from kdconcepts.runtime import atomic_path, snakemake_job
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 
@@ -26,7 +26,7 @@ def _times(*folders):
     return pd.DataFrame(rows, columns=["stage", "seconds", "cpu_seconds"])
 
 
-with job_logging(smk.log[0]):
+with snakemake_job(smk):
     tex = latex_table(pd.read_csv(smk.input.hypotheses), pd.read_csv(smk.input.premise),
                       dataset=smk.params.dataset, architecture=smk.params.architecture,
                       confidence=smk.params.confidence, teacher=pd.read_csv(smk.input.teacher))

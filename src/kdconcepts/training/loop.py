@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 
 from kdconcepts.checkpoints import checkpoint_name, safe_torch_load, save_checkpoint
 from kdconcepts.models import build_model, init_student_weights
-from kdconcepts.runtime import atomic_path, epoch_barrier, resolve_device
+from kdconcepts.runtime import atomic_path, epoch_barrier, resolve_device, save_torch
 from kdconcepts.training.augment import Augment
 from kdconcepts.training.distance import WeightDistance
 
@@ -160,9 +160,14 @@ def settings_hash(settings: Any) -> str:
 
 def dataset_hash(*roots: str | os.PathLike | None) -> str:
     """Hash of the prepared dataset folders a job reads (``kdconcepts.data.data_hash`` of each,
-    combined in order; ``None`` roots are skipped). One root gives that root's own hash."""
+    combined in order; ``None`` roots are skipped). One root gives that root's own hash. A folder
+    that is not what dvc.lock records is refused first, its files named
+    (:func:`kdconcepts.data.integrity.require_intact`)."""
     from kdconcepts.data import data_hash
+    from kdconcepts.data.integrity import require_intact
 
+    # A training job reads its data through here: what dvc.lock records, or refused by name.
+    require_intact(*roots)
     hashes = [data_hash(root) for root in roots if root is not None]
     if not hashes:
         raise ValueError("dataset_hash needs at least one dataset folder")
@@ -302,8 +307,7 @@ class Job:
             "records_json": json.dumps(self.records),
             "distance_rows_json": json.dumps(self.distance_rows),
         }
-        with atomic_path(self.out_dir / RESUME_FILE) as tmp:
-            torch.save(state, tmp)
+        save_torch(state, self.out_dir / RESUME_FILE)
 
     def load_resume(self) -> None:
         path = self.out_dir / RESUME_FILE
