@@ -44,7 +44,13 @@ ENV HOME=/home/kd \
     TORCH_HOME=/home/kd/.cache/torch \
     NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility \
-    NVIDIA_REQUIRE_CUDA="cuda>=13.0"
+    NVIDIA_REQUIRE_CUDA="cuda>=13.0" \
+    ATEN_CPU_CAPABILITY=avx2 \
+    ONEDNN_MAX_CPU_ISA=AVX2 \
+    MKL_CBWR=COMPATIBLE \
+    MKL_DYNAMIC=FALSE
+# (the last four: portable CPU numerics, kdconcepts.numerics; the Snakefile sets them too, and
+# `numerics: native` in a config lifts them for its jobs)
 
 # Fashion-MNIST for the photographs dataset (dvc stage `photos`, config/photos.yaml) from Debian's
 # package, so the stage needs no download; kdconcepts.data.photos checks its pinned SHA-256.
@@ -100,5 +106,5 @@ LABEL org.opencontainers.image.title="kdconcepts" \
       org.opencontainers.image.base.name="${BASE_IMAGE}"
 
 # `docker run IMAGE` alone does what `make reproduce` does: the default pipeline, then the
-# report (results/report.html); any other command replaces it.
-CMD ["sh", "-c", "snakemake --cores all --rerun-incomplete && snakemake --report results/report.html"]
+# report (results/default/report.html); any other command replaces it.
+CMD ["sh", "-c", "snakemake --cores all --rerun-incomplete && snakemake --report results/default/report.html"]

@@ -19,7 +19,7 @@ STAMP := $(VENV)/.installed-$(shell cat envs/requirements.lock pyproject.toml | 
 export DVC_NO_ANALYTICS := 1
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: reproduce test test-fast report lock venv clean gpu-check check
+.PHONY: reproduce test test-fast report lock venv clean gpu-check check verify
 
 # Another run than the default: make reproduce CONFIG=config/photos.yaml (its results: results/photos/).
 CONFIG ?=
@@ -41,7 +41,15 @@ $(STAMP): envs/requirements.lock pyproject.toml
 reproduce: venv
 	$(BIN)/kdconcepts check --config-only $(CONFIG_ARGS)
 	$(BIN)/snakemake --cores $(CORES) --rerun-incomplete $(CONFIG_ARGS)
-	$(BIN)/snakemake --report results/report.html $(CONFIG_ARGS)
+	$(BIN)/snakemake --report results/$(RUN)/report.html $(CONFIG_ARGS)
+	@echo ">> results/$(RUN)/summary.md, results/$(RUN)/report.html; check it with: make verify$(if $(CONFIG), CONFIG=$(CONFIG))"
+
+# Did the run reproduce its reference (reference/<run>/)? Writes results/<run>/verify.md, and the
+# report again with the answer on its front page. RUN: the run's name (default: default).
+RUN ?= $(if $(CONFIG),$(basename $(notdir $(CONFIG))),default)
+verify: venv
+	$(BIN)/kdconcepts verify $(RUN); status=$$?; \
+	  $(BIN)/snakemake --report results/$(RUN)/report.html $(CONFIG_ARGS) > /dev/null 2>&1 || true; exit $$status
 
 # Is the run complete and intact (every output there, readable, as its job made it)? What to remake.
 check: venv
@@ -58,8 +66,14 @@ test-fast: venv
 gpu-check: venv
 	$(BIN)/python benchmarks/gpu_check.py $(if $(CPU),--cpu) --out results/gpu_check
 
+# One report per finished run (results/<run>/report.html), each with its own config files.
 report: venv
-	$(BIN)/snakemake --report results/report.html
+	@for made in results/*/run.json; do \
+	  test -f "$$made" || continue; \
+	  args=$$($(BIN)/python -c "import json, sys; print(' '.join('--configfile ' + f for f in json.load(open(sys.argv[1]))['config_files'] if f != 'config/config.yaml'))" "$$made"); \
+	  echo ">> $$(dirname $$made)/report.html"; \
+	  $(BIN)/snakemake --report $$(dirname $$made)/report.html $$args || exit 1; \
+	done
 
 lock: venv
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check pip-tools

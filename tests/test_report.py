@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 
 from kdconcepts.metrics import pooled_hypotheses, premise, seed_differences, teacher_reference
-from kdconcepts.report import (front_page_rst, latex_table, plot_concepts_vs_distance, plot_differences,
-                               plot_entropy_maps, plot_sweep, premise_sentence, run_command, save_figure,
-                               summary_markdown)
+from kdconcepts.report import (latex_table, plot_concepts_vs_distance, plot_differences, plot_entropy_maps,
+                               plot_sweep, premise_sentence, save_figure)
+from kdconcepts.summary import front_page_rst, run_command, summary_markdown
 
 
 def _images(shift=1.0, seeds=(0, 1, 2, 3, 4), n=8):
@@ -239,7 +239,8 @@ def test_summary_shows_teacher_zero_concept_images_and_per_seed_tests():
 
 
 def test_an_architecture_axis_has_one_block_per_architecture_everywhere(tmp_path):
-    from kdconcepts.report import architectures_summary, stack_architectures
+    from kdconcepts.report import stack_architectures
+    from kdconcepts.summary import architectures_summary
 
     # small_vgg: the student ahead on every metric; small_resnet: behind on every metric, and
     # its premise not held. Both blocks are shown, each with its own marks and premise.

@@ -213,3 +213,30 @@ def test_nothing_changed_nothing_reruns_and_more_images_make_only_the_new_maps(s
     assert late and all(n <= 2 * 3 for n in late.values()), late  # the 3 new candidates, 2 seeds
     settled = snakemake(repo, "-n", "--cores", "2", "--configfile", more)
     assert "Nothing to be done" in settled.stdout + settled.stderr, settled.stdout[-3000:]
+
+
+@pytest.mark.slow
+def test_adding_the_logit_student_leaves_the_distilled_students_rows_unchanged(smoke, tmp_path):
+    """Each comparison has its own first E effective images (issue 31, item 7): config/extended.yaml
+    (the logit student as well) on the smoke run gives the distilled student's rows as they were."""
+    reference, _, ran = smoke
+    assert ran.returncode == 0
+    repo = tmp_path / "repo"
+    shutil.copytree(reference, repo, symlinks=True)
+    run = snakemake(repo, "--cores", "2", "--configfile", SMOKE, "config/extended.yaml")
+    assert run.returncode == 0, (run.stdout + run.stderr)[-4000:]
+    jobs = {rule for rule, _ in _ran(run.stdout + run.stderr)}
+    assert "logit_student" in jobs and not {"teacher", "baseline", "distilled_student"} & jobs, jobs
+
+    def rows(root, table, column):
+        frame = pd.read_csv(root / f"results/smoke/{table}.csv")
+        return frame[frame[column] == "distilled_student"].reset_index(drop=True)
+
+    with_logit = pd.read_csv(repo / "results/smoke/tables/hypotheses.csv")
+    assert set(with_logit["student"]) == {"distilled_student", "logit_student"}
+    pd.testing.assert_frame_equal(rows(repo, "tables/hypotheses", "student"),
+                                  rows(reference, "tables/hypotheses", "student"))
+    for seed in (0, 1):
+        for table in ("images", "metrics"):
+            pd.testing.assert_frame_equal(rows(repo, f"seed_{seed}/tables/{table}", "comparison"),
+                                          rows(reference, f"seed_{seed}/tables/{table}", "comparison"))

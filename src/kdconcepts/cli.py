@@ -1,6 +1,8 @@
 """The ``kdconcepts`` command: one sub-command per user-facing step.
 
     kdconcepts check [--configfile CONFIG]
+    kdconcepts verify [RUN] [--reference DIR]
+    kdconcepts reference [RUN]
     kdconcepts quantify --checkpoint CKPT --layer conv --images DIR --out OUT
     kdconcepts synthetic --params params.yaml --out data/synthetic
     kdconcepts prepare-cub --raw data/raw/cub --out data/prepared/cub --params params.yaml
@@ -17,6 +19,8 @@ from collections.abc import Sequence
 #: sub-command -> (module with ``main(argv)``, one-line help)
 COMMANDS = {
     "check": ("kdconcepts.checkrun", "is a run complete and intact: what to remake, and how"),
+    "verify": ("kdconcepts.verify", "did a rerun reproduce the reference: tables, differences, verdicts"),
+    "reference": ("kdconcepts.verify:_main_reference", "make reference/<run> from a finished run"),
     "quantify": ("kdconcepts.quantify.cli", "sigma maps and concepts of a checkpoint or torchvision model"),
     "synthetic": ("kdconcepts.data.synthetic", "generate the embedded default dataset"),
     "prepare-cub": ("kdconcepts.data.cub", "prepare CUB-200-2011 from the official archives"),
@@ -41,8 +45,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args[0] not in COMMANDS:
         print(f"kdconcepts: unknown command {args[0]!r}\n\n{_usage()}", file=sys.stderr)
         return 2
-    module = importlib.import_module(COMMANDS[args[0]][0])
-    return int(module.main(args[1:]) or 0)
+    target, _, function = COMMANDS[args[0]][0].partition(":")
+    if args[0] == "quantify":  # the numerics pins before torch is imported (kdconcepts.numerics)
+        from kdconcepts.numerics import apply
+
+        apply(_option(args, "--numerics", "portable"))
+    return int(getattr(importlib.import_module(target), function or "main")(args[1:]) or 0)
+
+
+def _option(args: list[str], name: str, default: str) -> str:
+    for k, arg in enumerate(args):
+        if arg == name and k + 1 < len(args):
+            return args[k + 1]
+        if arg.startswith(name + "="):
+            return arg.split("=", 1)[1]
+    return default
 
 
 if __name__ == "__main__":

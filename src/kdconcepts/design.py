@@ -131,7 +131,9 @@ def recommend(table: pd.DataFrame, current: tuple[int, int], budget_cpu_s: float
         ratios.append(relative[["seeds", "images_per_seed", "ratio"]])
         cpu = of.groupby(["seeds", "images_per_seed"])["cpu_s"].first()
         costs = cpu if costs is None else costs + cpu
-    summary = pd.concat(ratios).groupby(["seeds", "images_per_seed"])["ratio"].agg(["mean", "max"])
+    summary = pd.concat(ratios).groupby(["seeds", "images_per_seed"])["ratio"].agg(["mean", "max", "count"])
+    # Only designs that test every hypothesis (D_std, a spread over a seed's images, needs two).
+    summary = summary[summary["count"] == summary["count"].max()].drop(columns="count")
     summary = summary.join(costs.rename("cpu_s")).reset_index()
     summary = summary[summary["cpu_s"] <= budget_cpu_s].rename(
         columns={"mean": "mean_mde_ratio", "max": "worst_mde_ratio"})

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Finding", "check", "file_sha256", "manifest_dir", "readable", "record", "records",
+__all__ = ["Finding", "check", "file_sha256", "hosts", "manifest_dir", "readable", "record", "records",
            "set_aside_unreadable"]
 
 MANIFEST = ".manifest"
@@ -38,13 +38,15 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def record(run_root: str | Path, rule: str, outputs: Iterable[str | Path], wildcards: Mapping | None = None) -> Path:
-    """Record a finished job's outputs (sha256, size, mtime) in the run's manifest."""
+def record(run_root: str | Path, rule: str, outputs: Iterable[str | Path], wildcards: Mapping | None = None,
+           host: Mapping | None = None) -> Path:
+    """Record a finished job's outputs (sha256, size, mtime) in the run's manifest, and the host
+    it ran on (:func:`kdconcepts.numerics.host_info`) for a compute job."""
     from kdconcepts.runtime import atomic_path
 
     outputs = [str(p) for p in outputs]
     entry = {"rule": rule, "wildcards": dict(wildcards or {}), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
-             "outputs": {}}
+             "host": dict(host) if host else None, "outputs": {}}
     for path in outputs:
         files = sorted(p for p in Path(path).rglob("*") if p.is_file()) if Path(path).is_dir() else [Path(path)]
         for f in files:
@@ -71,6 +73,25 @@ def records(run_root: str | Path) -> dict[str, dict]:
         for output, info in entry.get("outputs", {}).items():
             found[output] = {**info, "rule": entry.get("rule", "?")}
     return found
+
+
+def hosts(run_root: str | Path) -> list[dict]:
+    """The distinct hosts (and numerics) the run's compute jobs ran on, each with its jobs' rules
+    and count, from the manifest."""
+    seen: dict[str, dict] = {}
+    folder = manifest_dir(run_root)
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            entry = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if entry.get("host"):
+            key = json.dumps(entry["host"], sort_keys=True)
+            found = seen.setdefault(key, {**entry["host"], "jobs": 0, "rules": []})
+            found["jobs"] += 1
+            if entry["rule"] not in found["rules"]:
+                found["rules"].append(entry["rule"])
+    return list(seen.values())
 
 
 def readable(path: str | Path) -> str | None:

@@ -191,13 +191,22 @@ def job_logging(log_path: str | os.PathLike | None, threads: int | None = None) 
 
 @contextlib.contextmanager
 def snakemake_job(smk, threads: int | None = None) -> Iterator[logging.Logger]:
-    """A Snakemake script's job: :func:`job_logging` to its log, and, when it succeeds, its outputs
-    recorded by content in the run's manifest (:func:`kdconcepts.manifest.record`)."""
+    """A Snakemake script's job: :func:`job_logging` to its log; a compute job (``threads`` given)
+    first checks that the config's ``numerics`` took effect (:func:`kdconcepts.numerics.require`);
+    when the job succeeds, its outputs are recorded by content in the run's manifest, with the
+    host a compute job ran on (:func:`kdconcepts.manifest.record`)."""
+    mode = smk.config.get("numerics", "portable")
+    host = None
     with job_logging(smk.log[0] if len(smk.log) else None, threads=threads) as logger:
+        if threads:  # a compute job: the pinned kernels and threads, or nothing computed
+            from kdconcepts import numerics
+
+            numerics.require(mode, threads)
+            host = numerics.host_info(mode)
         yield logger
     from kdconcepts.manifest import record
 
-    record(f"results/{smk.config['run']}", smk.rule, list(smk.output), dict(smk.wildcards.items()))
+    record(f"results/{smk.config['run']}", smk.rule, list(smk.output), dict(smk.wildcards.items()), host=host)
 
 
 def epoch_barrier(label: str) -> None:

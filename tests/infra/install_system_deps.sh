@@ -7,7 +7,8 @@
 set -euo pipefail
 
 #   dataset-fashion-mnist    -> the photographs dataset (kdconcepts.data.photos, its checksum test)
-packages=(docker.io debootstrap slurmctld slurmd slurm-client munge dataset-fashion-mnist)
+#   qemu-user                -> benchmarks/portability.py (the same bits as an emulated Haswell and EPYC-Rome)
+packages=(docker.io debootstrap slurmctld slurmd slurm-client munge dataset-fashion-mnist qemu-user)
 
 missing=()
 for pkg in "${packages[@]}"; do

@@ -85,6 +85,13 @@ def _only_looking(argv):
     return any(arg in looking or re.fullmatch(r"-[a-zA-Z]*[nSDtl][a-zA-Z]*", arg) for arg in argv[1:])
 
 
+# Portable numerics (kdconcepts.numerics): the pins go into the environment every job inherits,
+# before any job imports torch; cluster jobs re-read this file and set them too.
+from kdconcepts.numerics import apply as _apply_numerics
+
+_apply_numerics(config["numerics"])
+
+
 # Outputs this run made that can no longer be read (a torn checkpoint, an emptied table): set aside
 # as <name>.corrupt before Snakemake plans, so that this one run remakes them and what depends on
 # them (kdconcepts.manifest). A run that only looks (-n) names them instead.

@@ -25,6 +25,29 @@ AXIS_OUTPUTS = (
     if ARCHITECTURE_AXIS else [])
 
 
+# Where and how the run computed (host.json, from the manifest records of its compute jobs) and
+# what it was asked (run.json: config files and resolved config). After every seed's tables, so
+# that it sees every compute job; a rerun of any of them makes it again.
+rule host:
+    input:
+        expand("{tree}/seed_{seed}/tables/metrics.csv", tree=TREES, seed=SEEDS),
+    output:
+        host=f"{RESULTS}/host.json",
+        run=f"{RESULTS}/run.json",
+    params:
+        run=RUN,
+        results=RESULTS,
+        numerics=config["numerics"],
+        config_files=[os.path.relpath(f, workflow.basedir) for f in workflow.configfiles],
+        config={k: v for k, v in config.items() if k not in ("report", "resources", "device", "run")},
+    log:
+        f"logs/{RESULTS}/host.log",
+    benchmark:
+        f"logs/benchmarks/{RESULTS}/host.tsv"
+    script:
+        "../scripts/host.py"
+
+
 # The three figures of a tree and layer in one job (one start-up: imports, data).
 rule figures:
     input:
@@ -78,6 +101,7 @@ rule summary:
         teacher="{tree}/tables/teacher.csv",
         metrics="{tree}/tables/metrics.csv",
         differences="{tree}/tables/differences.csv",
+        host=f"{RESULTS}/host.json",
     output:
         table="{tree}/tables/table.tex",
         summary="{tree}/summary.md",
@@ -101,6 +125,7 @@ rule report_front:
     input:
         hypotheses="{tree}/tables/hypotheses.csv",
         premise="{tree}/tables/premise.csv",
+        host=f"{RESULTS}/host.json",
         figures=lambda w: expand("{tree}/figures/{layer}/differences.%s" % FIG_EXT, tree=w.tree,
                                  layer=LAYERS),
     output:
@@ -123,6 +148,13 @@ rule report_front:
 REPORT_FRONTS = [f"{tree}/report_front.rst" for tree in TREES]
 _FRONT_FILE = f"{RESULTS}/report_front.rst" if ARCHITECTURE_AXIS else REPORT_FRONTS[0]
 _FRONT = os.path.abspath(_FRONT_FILE) if not config["sweep"] and os.path.exists(_FRONT_FILE) else None
+# After `make verify` (kdconcepts verify), the report shows its answer on the front page too: the
+# page and results/<run>/verify.md, put together when the report is made (nothing else reads it).
+_VERIFIED = f"{RESULTS}/verify.md"
+if _FRONT and os.path.exists(_VERIFIED) and "--report" in sys.argv:
+    from kdconcepts.summary import with_verification
+
+    _FRONT = os.path.abspath(with_verification(_FRONT_FILE, _VERIFIED, f"{RESULTS}/report_front_verified.rst"))
 report: _FRONT or "../report/workflow.rst"
 
 
@@ -163,6 +195,7 @@ if ARCHITECTURE_AXIS:
         input:
             **{name: list(_of_trees(name).values()) for name in STACKED_TABLES},
             summaries=[f"{tree}/summary.md" for tree in TREES],
+            host=f"{RESULTS}/host.json",
         output:
             **{name: f"{RESULTS}/tables/{name}.csv" for name in STACKED_TABLES},
             table=f"{RESULTS}/tables/table.tex",

@@ -25,7 +25,7 @@ def expected_outputs():
                       for name in ("maps.parquet", "rounds.csv", "chosen.csv")]
             paths += [f"{seed_dir(tree, seed)}/tables/{name}.csv" for name in SEED_TABLES]
         paths += [f"{tree}/tables/{name}.csv" for name in POOLED_TABLES]
-    return paths
+    return paths + [f"{RESULTS}/host.json", f"{RESULTS}/run.json"]
 
 
 EXPECTED = expected_outputs()

@@ -2,13 +2,14 @@
 job: their tables with an ``architecture`` column, the LaTeX table, the forest plot of each
 layer and results/summary.md with one block per architecture, and the report's front page."""
 
+import json
 from pathlib import Path
 
 import pandas as pd
 import seaborn as sns
 
-from kdconcepts.report import (architectures_summary, front_page_rst, latex_table, plot_differences,
-                               run_command, save_figure, stack_architectures)
+from kdconcepts.report import latex_table, plot_differences, save_figure, stack_architectures
+from kdconcepts.summary import architectures_summary, front_page_rst, run_command
 from kdconcepts.runtime import atomic_path, snakemake_job
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
@@ -44,6 +45,8 @@ with snakemake_job(smk):
         confidence=smk.params.confidence, trees=trees,
         summaries={arch: Path(path).read_text(encoding="utf-8") for arch, path in summaries.items()}),
         smk.output.summary)
-    write_text(front_page_rst(tree=str(Path(smk.output.summary).parent), hypotheses=stacked["hypotheses"], premise=stacked["premise"],
-                              confidence=smk.params.confidence, figures=list(smk.output.figures)),
+    write_text(front_page_rst(tree=str(Path(smk.output.summary).parent), hypotheses=stacked["hypotheses"],
+                              premise=stacked["premise"], confidence=smk.params.confidence,
+                              figures=list(smk.output.figures),
+                              host=json.loads(Path(smk.input.host).read_text(encoding="utf-8"))),
                smk.output.front)

@@ -5,7 +5,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from kdconcepts.report import latex_table, run_command, summary_markdown
+import json
+
+from kdconcepts.report import latex_table
+from kdconcepts.summary import run_command, summary_markdown
 from kdconcepts.runtime import atomic_path, snakemake_job
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
@@ -41,6 +44,6 @@ with snakemake_job(smk):
         confidence=smk.params.confidence, teacher=pd.read_csv(smk.input.teacher),
         metrics=pd.read_csv(smk.input.metrics), differences=pd.read_csv(smk.input.differences),
         zero_concept_images=smk.params.zero_concept_images,
-        config_name=config_name)
+        config_name=config_name, host=json.loads(Path(smk.input.host).read_text(encoding="utf-8")))
     with atomic_path(smk.output.summary) as tmp:
         tmp.write_text(text, encoding="utf-8")

@@ -23,37 +23,41 @@ def _split(root, split):
     return load_split(root, split, normalize=normalize)
 
 
-def _common(*roots):
-    """The arguments every recipe takes: optimiser, augmentation, run options (with the data's hash)."""
+def _common(train, *roots):
+    """The arguments every recipe takes: optimiser, augmentation, run options (with the data's hash
+    and the inputs' normalisation, stored in every checkpoint)."""
+    normalization = {"mean": list(train.meta["mean"]), "std": list(train.meta["std"])}
     return {"momentum": settings["optimizer"]["momentum"], "weight_decay": settings["optimizer"]["weight_decay"],
             "augment": Augment.from_mapping(settings["augment"]),
-            "options": RunOptions.from_settings(settings, data_hash=dataset_hash(*roots))}
+            "options": RunOptions.from_settings(settings, data_hash=dataset_hash(*roots), normalization=normalization)}
 
 
 def pretrain():
     root = settings["pretrain_root"]
-    pretrain_teacher(folder, arch=settings["architecture"], train=_split(root, "train"), test=_split(root, "test"),
-                     schedule=Phase.from_mapping(settings["pretrain"]), **_common(root))
+    train = _split(root, "train")
+    pretrain_teacher(folder, arch=settings["architecture"], train=train, test=_split(root, "test"),
+                     schedule=Phase.from_mapping(settings["pretrain"]), **_common(train, root))
 
 
 def teacher():
     section, root = settings["teacher"], smk.params.data_root
     pretrain_root = smk.params.pretrain_root if section["init"] == "pretrain" else None
     pretrained = smk.input.get("pretrained")  # teacher.shared_pretrain: fine-tune it
+    train = _split(root, "train")
     train_teacher(
-        folder, arch=settings["architecture"], train=_split(root, "train"), test=_split(root, "test"),
+        folder, arch=settings["architecture"], train=train, test=_split(root, "test"),
         init=section["init"],
         pretrain_data=_split(pretrain_root, "train") if pretrain_root and not pretrained else None,
         pretrained=pretrained, pretrain=Phase.from_mapping(section["pretrain"]) if pretrain_root else None,
         weights=section["weights"], finetune=Phase.from_mapping(section["finetune"]), layers=settings["layers"],
         checkpoint_epochs=[e for e in settings["checkpoints"] if e <= section["finetune"]["epochs"]],
-        **_common(root, pretrain_root))
+        **_common(train, root, pretrain_root))
 
 
 def distilled_student():
     section, layer, root = settings["distilled_student"], smk.wildcards.layer, smk.params.data_root
     train = _split(root, "train")
-    common = _common(root)
+    common = _common(train, root)
     teacher_net, info = load_checkpoint(smk.input.teacher)
     features = None
     if not common["augment"].active:
@@ -77,17 +81,19 @@ def distilled_student():
 def logit_student():
     section, root = settings["logit_student"], smk.params.data_root
     teacher_net, _ = load_checkpoint(smk.input.teacher, map_location=resolve_device(settings["device"]))
+    train = _split(root, "train")
     train_logit_student(
-        folder, arch=settings["architecture"], train=_split(root, "train"), test=_split(root, "test"),
+        folder, arch=settings["architecture"], train=train, test=_split(root, "test"),
         schedule=Phase.from_mapping(section), layers=settings["layers"], checkpoint_epochs=settings["checkpoints"],
-        teacher=teacher_net, temperature=section["temperature"], alpha=section["alpha"], **_common(root))
+        teacher=teacher_net, temperature=section["temperature"], alpha=section["alpha"], **_common(train, root))
 
 
 def baseline():
     root = smk.params.data_root
-    train_baseline(folder, arch=settings["architecture"], train=_split(root, "train"), test=_split(root, "test"),
+    train = _split(root, "train")
+    train_baseline(folder, arch=settings["architecture"], train=train, test=_split(root, "test"),
                    schedule=Phase.from_mapping(settings["baseline"]), layers=settings["layers"],
-                   checkpoint_epochs=settings["checkpoints"], **_common(root))
+                   checkpoint_epochs=settings["checkpoints"], **_common(train, root))
 
 
 RECIPES = {"teacher_pretrain": pretrain, "teacher": teacher, "distilled_student": distilled_student,

@@ -70,9 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--limit", type=int, default=None, help="first N images only")
     parser.add_argument("--image-size", type=int, default=None,
                         help="resize plain-folder images to this size")
-    parser.add_argument("--normalize", choices=("auto", "none", "imagenet"), default="auto",
-                        help="auto: dataset meta.json, ImageNet for torchvision weights, "
-                             "else none")
+    parser.add_argument("--normalize", choices=("auto", "none", "imagenet", "dataset"), default="auto",
+                        help="auto: the checkpoint's own (stored with its weights), else a prepared "
+                             "dataset's meta.json, ImageNet for torchvision weights, none with "
+                             "--no-weights; a plain folder with an older checkpoint needs it named")
+    parser.add_argument("--numerics", choices=("portable", "native"), default="portable",
+                        help="portable: AVX2-pinned kernels, the same bits on every x86-64 host; native: faster")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (fixed: part of the numerics)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32")
@@ -97,7 +101,9 @@ def _load_model(args: argparse.Namespace, device: torch.device):
         from kdconcepts.models import resolve_layer
         from kdconcepts.checkpoints import load_checkpoint
         model, info = load_checkpoint(args.checkpoint, map_location=device)
-        return model, resolve_layer(info["arch"], args.layer), int(info["image_size"]), "none"
+        stored = info.get("input_normalization")  # what the network was trained on
+        own = (tuple(stored["mean"]), tuple(stored["std"])) if stored else None
+        return model, resolve_layer(info["arch"], args.layer), int(info["image_size"]), own
     import torchvision
     name = args.torchvision_model
     if name not in torchvision.models.list_models():
@@ -167,11 +173,14 @@ def load_images(root: Path, split: str, size: int | None, normalize: str, skip_b
                 log.info("%s has only a %s split", root, splits[0])
             # auto: the dataset's own mean/std (meta.json); the pipeline's dataset.normalize
             # takes the same values through the same reader
-            parts = [load_split(root, name, normalize="dataset" if normalize == "auto" else normalize,
+            own = isinstance(normalize, tuple)  # the checkpoint's mean and std, applied below
+            parts = [load_split(root, name, normalize=False if own else normalize,
                                 on_bad="skip" if skip_bad else "raise") for name in splits]
         except (DatasetFormatError, FileNotFoundError) as error:
             raise SystemExit(f"{error}{'' if skip_bad else ' (--skip-bad leaves such images out)'}") from None
         images = torch.cat([p.images for p in parts])
+        if own:
+            images = _normalise(images, *normalize)
         skipped = [(i, reason) for p in parts for i, reason in p.skipped]
         return (images, torch.cat([p.masks for p in parts]), [i for p in parts for i in p.ids], skipped)
     folder = root / "images" if (root / "images").is_dir() else root
@@ -202,7 +211,9 @@ def load_images(root: Path, split: str, size: int | None, normalize: str, skip_b
     if len(shapes) > 1:
         raise SystemExit(f"images differ in size {sorted(shapes)}; pass --image-size")
     images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 255.0
-    stats = normalization(normalize, {"mean": None, "std": None})  # a plain folder has no meta.json
+    if normalize == "dataset":
+        raise SystemExit(f"--normalize dataset needs a prepared dataset (meta.json) in {root}")
+    stats = normalize if isinstance(normalize, tuple) else normalization(normalize, {"mean": None, "std": None})
     if stats is not None:
         images = _normalise(images, *stats)
     masks = torch.from_numpy(np.stack(mask_arrays)) if mask_dir.is_dir() else None
@@ -287,8 +298,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         model, node, model_size, default_norm = _load_model(args, device)
     except ValueError as error:  # unreadable, unsafe or foreign checkpoint: named in the message
         raise SystemExit(str(error)) from None
-    normalize = default_norm if args.normalize == "auto" and not (
-        args.images / "meta.json").is_file() else args.normalize
+    normalize = args.normalize
+    if normalize == "auto":
+        prepared = (args.images / "meta.json").is_file()
+        if default_norm is None and not prepared:
+            raise SystemExit(f"--checkpoint {args.checkpoint} does not say which input normalisation its network "
+                             f"was trained with (a checkpoint from before kdconcepts stored it), and {args.images} "
+                             "is a plain folder: pass --normalize dataset|imagenet|none")
+        normalize = default_norm if default_norm is not None else "dataset"
     images, masks, ids, skipped = load_images(args.images, args.split, args.image_size or model_size,
                                               normalize, skip_bad=args.skip_bad)
     if skipped:
@@ -307,6 +324,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.info("quantify %d images, layer %s, on %s", len(ids), node, device)
 
     keep_freed_memory()  # as the pipeline's jobs: fewer page faults, the same numbers
+    torch.set_num_threads(args.threads)
+    from kdconcepts.numerics import problems as numerics_problems  # (the pins: kdconcepts.cli, before torch)
+
+    wrong = numerics_problems(args.numerics, args.threads)
+    if wrong:
+        raise SystemExit(f"--numerics {args.numerics} did not take effect: " + "; ".join(wrong)
+                         + " (run it as `kdconcepts quantify`, which sets the pins before torch starts)")
     tables = []
     for start in range(0, len(ids), args.batch_images):
         stop = min(start + args.batch_images, len(ids))
