@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from kdconcepts.features import extract_features, load_features, save_features, tap
+from kdconcepts.features import extract_features, tap
 from kdconcepts.models import build_model, resolve_layer
 
 torch.set_num_threads(1)
@@ -73,16 +73,3 @@ def test_bad_input_is_refused(model):
         extract_features(model, node, torch.randn(1, 3, 16, 16), batch_size=0)
     with pytest.raises(ValueError, match="no images"):
         extract_features(model, node, torch.randn(0, 3, 16, 16))
-
-
-def test_save_and_load_round_trip(tmp_path):
-    features = torch.randn(4, 8)
-    path = tmp_path / "sub" / "teacher_train.pt"
-    save_features(path, features, layer="fc1", ids=["a", "b", "c", "d"], config_hash="x", data_hash="y")
-    loaded, info = load_features(path)
-    assert torch.equal(loaded, features)
-    assert info == {"layer": "fc1", "ids": ["a", "b", "c", "d"], "config_hash": "x", "data_hash": "y"}
-    assert [p.name for p in path.parent.iterdir()] == ["teacher_train.pt"]  # no temp file left
-    torch.save({"other": 1}, tmp_path / "bad.pt")
-    with pytest.raises(ValueError, match="not a features file"):
-        load_features(tmp_path / "bad.pt")

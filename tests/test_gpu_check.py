@@ -4,7 +4,6 @@ version runs every step, so that the script a GPU session depends on cannot rot.
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch

@@ -57,7 +57,7 @@ def test_lambda_simultaneity_and_stability():
         "bg_cells": [(), (9,), (9,), (), (), (7, 8)],
     })
     wd = pd.Series({0: 0.0, 1: 0.5, 2: 2.0})
-    out = M.network_metrics(counts, wd)
+    out = M.aggregate_images(M.image_metrics(counts, wd))
     assert out["n_fg"] == pytest.approx(2.5) and out["n_bg"] == pytest.approx(1.5)
     assert out["lambda"] == pytest.approx((3 / 4 + 2 / 4) / 2)
     # m_hat(p) = 1 (first maximum), m_hat(q) = 2
@@ -73,7 +73,7 @@ def test_lambda_simultaneity_and_stability():
 def test_image_without_concepts_contributes_zero_lambda():
     counts = pd.DataFrame({"epoch": [5, 5], "image_id": ["a", "b"], "n_fg": [0, 2], "n_bg": [0, 2],
                            "fg_cells": [(), (1, 2)], "bg_cells": [(), (3, 4)]})
-    out = M.network_metrics(counts, None)
+    out = M.aggregate_images(M.image_metrics(counts, None))
     assert out["lambda"] == pytest.approx(0.25)
     assert np.isnan(out["d_mean"]) and np.isnan(out["rho"])
 
@@ -106,7 +106,7 @@ def test_every_network_number_is_the_mean_of_its_image_rows():
     rows = M.image_metrics(counts, wd).set_index("image_id")
     assert rows.loc["p", "m_hat"] == 1 and rows.loc["p", "d"] == 0.5 and rows.loc["q", "d"] == 2.0
     assert rows.loc["p", "rho"] == pytest.approx(0.75) and rows.loc["q", "lambda"] == pytest.approx(0.5)
-    out = M.network_metrics(counts, wd)
+    out = M.aggregate_images(M.image_metrics(counts, wd))
     for metric, column in (("n_fg", "n_fg"), ("lambda", "lambda"), ("d_mean", "d"), ("rho", "rho")):
         assert out[metric] == pytest.approx(rows[column].mean())
 

@@ -14,7 +14,8 @@ from kdconcepts.quantify.cli import main
 
 torch.set_num_threads(1)
 
-FAST = ["--grid", "8", "--steps", "5", "--boost-after", "3", "--samples", "3"]
+# (in this process torch started without the pins: `kdconcepts quantify` sets them, tests/test_cli.py)
+FAST = ["--grid", "8", "--steps", "5", "--boost-after", "3", "--samples", "3", "--numerics", "native"]
 
 
 class TinyNet(nn.Module):
@@ -69,13 +70,43 @@ def _plain_folder(root, n=3, size=32):
         Image.fromarray(mask).save(root / "masks" / f"img{i}.png")
 
 
-def _checkpoint(path):
+def _checkpoint(path, normalization={"mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0]}):
     from kdconcepts.models import build_model
     torch.manual_seed(0)
     model = build_model("small_vgg", 4, 32)
+    extra = {"input_normalization": normalization} if normalization else {}
     torch.save({"state_dict": model.state_dict(), "arch": "small_vgg", "num_classes": 4,
                 "image_size": 32, "epoch": 0, "role": "baseline", "layer": None,
-                "config_hash": "x", "data_hash": "y", "weight_distance": {}}, path)
+                "config_hash": "x", "data_hash": "y", "weight_distance": {}, **extra}, path)
+
+
+def test_the_checkpoints_own_normalisation_is_used_and_an_unknown_one_refused(tmp_path):
+    """A network is fed as it was trained: the mean and std its checkpoint stores; a plain folder
+    with a checkpoint that stores none is refused unless --normalize names one."""
+    images = tmp_path / "imgs"
+    _plain_folder(images)
+    stats = {"mean": [0.4, 0.5, 0.6], "std": [0.2, 0.25, 0.3]}
+    _checkpoint(tmp_path / "own.pt", stats)
+    _checkpoint(tmp_path / "old.pt", None)
+    run = lambda ckpt, out, *extra: main(["--checkpoint", str(tmp_path / ckpt), "--layer", "conv", "--images",  # noqa: E731
+                                          str(images), "--out", str(tmp_path / out), *FAST, "--no-figures", *extra])
+    assert run("own.pt", "own") == 0
+    with pytest.raises(SystemExit, match="does not say which input normalisation .* pass --normalize"):
+        run("old.pt", "old")
+    assert not (tmp_path / "old").exists()
+    # The same maps as the images normalised by hand with those statistics.
+    from kdconcepts.quantify.cli import load_images
+    from kdconcepts.quantify import SigmaConfig, estimate_sigma
+    from kdconcepts.checkpoints import load_checkpoint
+    x, _, ids, _ = load_images(images, "all", 32, (tuple(stats["mean"]), tuple(stats["std"])))
+    raw, _, _, _ = load_images(images, "all", 32, "none")
+    expected = (raw - torch.tensor(stats["mean"]).view(1, 3, 1, 1)) / torch.tensor(stats["std"]).view(1, 3, 1, 1)
+    assert torch.allclose(x, expected)
+    model, _ = load_checkpoint(tmp_path / "own.pt")
+    cfg = SigmaConfig(grid=8, steps=5, boost_after=3, samples=3)
+    own = estimate_sigma(model, "features.15", x, cfg, seed=0, image_keys=ids, device="cpu")
+    table = pd.read_parquet(tmp_path / "own/entropy.parquet")
+    assert np.allclose(np.stack(table["entropy"].to_list()).reshape(-1, 8, 8), own.entropy.numpy(), equal_nan=True)
 
 
 def test_cli_with_a_checkpoint_writes_table_concepts_and_maps(tmp_path):
@@ -157,7 +188,7 @@ def test_cli_settled_stop_gives_the_full_loops_maps_with_fewer_passes(tmp_path):
         # lr 1e-3: the trace passes H* well before the decision step (as in the engine's test).
         assert main(["--checkpoint", str(tmp_path / "net.pt"), "--layer", "conv", "--images",
                      str(images), "--out", str(out), "--no-figures", "--grid", "8", "--steps", "40",
-                     "--boost-after", "30", "--samples", "6", "--lr", "1e-3", "--stop", stop]) == 0
+                     "--boost-after", "30", "--samples", "6", "--lr", "1e-3", "--stop", stop, "--numerics", "native"]) == 0
         tables[stop] = pd.read_parquet(out / "entropy.parquet")
     full, settled = tables["full"], tables["settled"]
     assert (full["step"] == settled["step"]).all()

@@ -2,7 +2,6 @@
 fixture archives drive one of them end to end on the CPU."""
 
 import shutil
-from pathlib import Path
 
 import pandas as pd
 import pytest

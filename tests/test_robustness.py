@@ -1,6 +1,5 @@
 """Bad inputs are stopped before they cost work or data, and bad files are named (issue 12)."""
 
-import copy
 import math
 import pickle
 import re
@@ -19,11 +18,11 @@ from kdconcepts.data import DatasetFormatError, PreparedRecord, load_split, writ
 from kdconcepts.pipeline import read_table
 from kdconcepts.quantify.cli import main as quantify_main
 
-from conftest import dry_runs, snakemake
+from conftest import dry_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = load_schema(ROOT / "workflow/schemas/config.schema.yaml")
-FAST = ["--grid", "8", "--steps", "5", "--boost-after", "3", "--samples", "3", "--no-figures"]
+FAST = ["--grid", "8", "--steps", "5", "--boost-after", "3", "--samples", "3", "--no-figures", "--numerics", "native"]
 
 
 def _default():

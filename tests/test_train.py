@@ -27,7 +27,7 @@ from kdconcepts.training import (
     train_logit_student,
     train_teacher,
 )
-from kdconcepts.training.regimes import REGIMES, LogitDistillation
+from kdconcepts.training.regimes import LogitDistillation
 
 torch.set_num_threads(1)
 
@@ -354,10 +354,6 @@ def run_logit(out_dir, teacher, **kwargs):
                 layers=["conv", "fc1"], checkpoint_epochs=[0, 2, 3], teacher=teacher, options=OPTIONS)
     args.update(kwargs)
     return train_logit_student(out_dir, **args)
-
-
-def test_every_regime_is_registered_by_name():
-    assert set(REGIMES) == {"teacher", "feature_distillation", "logit_distillation", "baseline"}
 
 
 def test_logit_distillation_loss_is_hintons_formula():

@@ -11,7 +11,6 @@ import yaml
 from PIL import Image
 
 from conftest import ROOT, snakemake
-from kdconcepts.features import load_features
 from kdconcepts.checkpoints import load_checkpoint
 
 PAPER_CONFIGS = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "config/paper").glob("*.yaml"))
@@ -88,11 +87,12 @@ def _check_dry_run(run, config):
     assert jobs["distilled_student"] == layers
     assert "teacher_features" not in jobs  # (the student's job makes the teacher's targets)
     assert jobs["quantify"] == layers
-    assert f"results/seed_0/quantify/{cfg['layers'][0]}/maps.parquet" in run.stdout
+    tree = f"results/{Path(config).stem}"  # (the run is named after its config file)
+    assert f"{tree}/seed_0/quantify/{cfg['layers'][0]}/maps.parquet" in run.stdout
     # The declared outputs follow the checkpoint list.
     for epoch in cfg["checkpoints"]:
-        assert f"results/seed_0/train/baseline/epoch_{epoch:03d}.pt" in run.stdout
-        assert f"results/seed_0/train/{'distilled_student/' + cfg['layers'][0]}/epoch_{epoch:03d}.pt" in run.stdout
+        assert f"{tree}/seed_0/train/baseline/epoch_{epoch:03d}.pt" in run.stdout
+        assert f"{tree}/seed_0/train/{'distilled_student/' + cfg['layers'][0]}/epoch_{epoch:03d}.pt" in run.stdout
     return run
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-__all__ = ["ConfigError", "architecture_configs", "config_file_problems", "config_problems", "load_schema",
+__all__ = ["architecture_configs", "config_file_problems", "config_problems", "load_schema",
            "dvc_stage_outputs", "dataset_image_size", "overlay_problems", "run_name"]
 
 # The analysed network -> the config section of its training schedule.
@@ -30,10 +30,6 @@ _SCHEDULES = {"distilled_student": "distilled_student", "logit_student": "logit_
 # The params.yaml key of each shipped DVC data stage, whose image_size says the prepared size.
 _STAGE_PARAMS = {"synthetic": "synthetic", "synthetic_bias": "synthetic", "prepare_cub": "prepare_cub",
                  "prepare_voc": "prepare_voc", "prepare_ilsvrc": "prepare_ilsvrc"}
-
-
-class ConfigError(ValueError):
-    """The configuration is invalid; the message lists every problem."""
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -235,10 +231,21 @@ def config_problems(config: dict[str, Any], schema: dict, *, workdir: str | Path
     from kdconcepts.quantify.config import SigmaConfig
 
     workdir = Path(workdir)
-    q, m = config["quantify"], config["metrics"]
-    problems += SigmaConfig.problems(q, prefix="quantify.")
+    problems += SigmaConfig.problems(config["quantify"], prefix="quantify.")
+    problems += _network_problems(config) + _axis_problems(config) + _teacher_problems(config)
+    problems += _data_problems(config, workdir)
+    size = dataset_image_size(workdir / config["dataset"]["root"], config["dataset"]["dvc_stage"],
+                              workdir / "params.yaml")
+    problems += _size_problems(config, size) + _palette_problems(config)
+    if deep:
+        for arch in architecture_configs(config):
+            problems += _architecture_problems(arch, config["layers"], size)
+    return problems
 
-    networks = config["networks"]
+
+def _network_problems(config: dict[str, Any]) -> list[str]:
+    """The analysed networks, the checkpoints against their schedules, the images wanted."""
+    problems, networks = [], config["networks"]
     lacking = []
     if "baseline" not in networks:
         lacking.append("the baseline (baseline: every student is compared with it)")
@@ -256,18 +263,23 @@ def config_problems(config: dict[str, Any], schema: dict, *, workdir: str | Path
             problems.append(
                 f"checkpoints end at epoch {epochs[-1]} but {section}.epochs = "
                 f"{config[section]['epochs']}; the last checkpoint must be the final epoch")
+    q, m = config["quantify"], config["metrics"]
     if m["effective"] > q["candidates"]:
         problems.append(f"metrics.effective ({m['effective']}) cannot exceed "
                         f"quantify.candidates ({q['candidates']})")
-    axis = config["architectures"]
+    return problems
+
+
+def _axis_problems(config: dict[str, Any]) -> list[str]:
+    """The architecture axis (or the sweep) and each architecture's learning rates."""
+    problems, axis = [], config["architectures"]
     if axis and config["sweep"]:
         problems.append("architectures and sweep are both set; a run has one axis of output trees "
                         "(one per architecture or one per sweep value): set one of them to null")
     if axis and config["architecture"] not in axis:
         problems.append(f"architecture = {config['architecture']!r} is not one of architectures "
                         f"({', '.join(axis)}); with architectures set, each tree's architecture is its key")
-    per_arch = architecture_configs(config)
-    for arch, of_arch in per_arch.items():
+    for arch, of_arch in architecture_configs(config).items():
         where = f" (architectures.{arch})" if axis else ""
         for key in ("lr_start", "lr_end"):
             rates = of_arch["distilled_student"][key]
@@ -287,9 +299,11 @@ def config_problems(config: dict[str, Any], schema: dict, *, workdir: str | Path
         if config["teacher"]["init"] == "imagenet" and arch.startswith("small_"):
             problems.append(f"teacher.init = 'imagenet' but architecture = {arch!r} has no ImageNet "
                             "weights; use teacher.init = 'pretrain' (or 'none')")
+    return problems
 
-    teacher = config["teacher"]
-    dataset = config["dataset"]
+
+def _teacher_problems(config: dict[str, Any]) -> list[str]:
+    problems, teacher, dataset = [], config["teacher"], config["dataset"]
     if teacher["init"] == "pretrain" and not dataset["pretrain_root"]:
         problems.append("teacher.init = 'pretrain' needs dataset.pretrain_root")
     if teacher["init"] != "imagenet" and teacher["weights"]:
@@ -298,8 +312,12 @@ def config_problems(config: dict[str, Any], schema: dict, *, workdir: str | Path
         problems.append(f"teacher.init = 'imagenet' but dataset.normalize = {dataset['normalize']!r}: "
                         "ImageNet weights expect ImageNet-normalised inputs (SPEC section 7); set "
                         "dataset.normalize: imagenet")
+    return problems
 
-    # The DVC stages that make the data: they must exist and produce the configured folders.
+
+def _data_problems(config: dict[str, Any], workdir: Path) -> list[str]:
+    """The DVC stages that make the data: they must exist and produce the configured folders."""
+    problems, dataset = [], config["dataset"]
     dvc_yaml = workdir / "dvc.yaml"
     stages = dvc_stage_outputs(dvc_yaml) if dvc_yaml.is_file() else {}
     wanted = [("dataset.dvc_stage", dataset["dvc_stage"], [dataset["root"]] + (
@@ -318,28 +336,31 @@ def config_problems(config: dict[str, Any], schema: dict, *, workdir: str | Path
             if not _under(root, stages[stage]):
                 problems.append(f"the data folder {root} is not made by DVC stage {stage!r} "
                                 f"(its outputs: {', '.join(stages[stage])})")
+    return problems
 
-    # The grid and the crop against the prepared image size.
-    size = dataset_image_size(workdir / dataset["root"], dataset["dvc_stage"], workdir / "params.yaml")
-    if size is not None:
-        if size % q["grid"]:
-            problems.append(f"quantify.grid = {q['grid']} does not divide the prepared image size "
-                            f"{size} px of {dataset['root']}")
-        crop = config["augment"]["crop_resize"]
-        if crop is not None and crop < size:
-            problems.append(f"augment.crop_resize = {crop} is smaller than the images ({size} px)")
 
+def _size_problems(config: dict[str, Any], size: int | None) -> list[str]:
+    """The grid and the crop against the prepared image size."""
+    if size is None:
+        return []
+    problems, grid = [], config["quantify"]["grid"]
+    if size % grid:
+        problems.append(f"quantify.grid = {grid} does not divide the prepared image size "
+                        f"{size} px of {config['dataset']['root']}")
+    crop = config["augment"]["crop_resize"]
+    if crop is not None and crop < size:
+        problems.append(f"augment.crop_resize = {crop} is smaller than the images ({size} px)")
+    return problems
+
+
+def _palette_problems(config: dict[str, Any]) -> list[str]:
     try:
         import seaborn as sns
         sns.color_palette(config["report"]["palette"])
     except (ValueError, KeyError):
-        problems.append(f"report.palette = {config['report']['palette']!r} is not a seaborn or "
-                        f"matplotlib palette name (e.g. colorblind, deep, viridis)")
-
-    if deep:
-        for arch in per_arch:
-            problems += _architecture_problems(arch, config["layers"], size)
-    return problems
+        return [f"report.palette = {config['report']['palette']!r} is not a seaborn or "
+                f"matplotlib palette name (e.g. colorblind, deep, viridis)"]
+    return []
 
 
 def architecture_configs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:

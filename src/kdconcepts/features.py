@@ -2,8 +2,7 @@
 
 SPEC section 1: the student is trained only to mimic the teacher's feature at L (MSE). With no
 augmentation every epoch sees the same inputs, so the teacher's tap output is computed once per
-training image, before training (the pipeline's ``distilled_student`` job does this;
-:func:`save_features` and :func:`load_features` keep them in a file for other uses); with
+training image, before training (the pipeline's ``distilled_student`` job does this); with
 augmentation the trainer computes it online on the same augmented batch instead.
 
 Example:
@@ -16,16 +15,13 @@ Example:
 
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
 
 import torch
 from torch import nn
 from torchvision.models.feature_extraction import create_feature_extractor
 from tqdm.auto import tqdm
 
-__all__ = ["tap", "extract_features", "save_features", "load_features"]
+__all__ = ["tap", "extract_features"]
 
 
 class _Tap(nn.Module):
@@ -89,29 +85,3 @@ def extract_features(
     if not chunks:
         raise ValueError("no images given")
     return torch.cat(chunks)
-
-
-def save_features(path: str | os.PathLike, features: torch.Tensor, **info) -> None:
-    """Write ``{"features": features, **info}`` atomically (temp file, then rename).
-
-    ``info`` should name what made them: ``layer``, ``ids``, ``config_hash``, ``data_hash``.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save({"features": features.contiguous(), **info}, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def load_features(path: str | os.PathLike) -> tuple[torch.Tensor, dict]:
-    """Read a file written by :func:`save_features`: ``(features, info)``."""
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(payload, dict) or "features" not in payload:
-        raise ValueError(f"{path} is not a features file (no 'features' entry)")
-    features = payload.pop("features")
-    return features, payload

@@ -25,7 +25,7 @@ Example:
     >>> import pandas as pd
     >>> counts = pd.DataFrame({"epoch": [3], "image_id": ["a"], "n_fg": [2], "n_bg": [1],
     ...                        "fg_cells": [(0, 1)], "bg_cells": [(5,)]})
-    >>> network_metrics(counts, None)["lambda"]
+    >>> aggregate_images(image_metrics(counts, None))["lambda"]
     0.6666666666666666
 """
 
@@ -53,7 +53,6 @@ __all__ = [
     "effective_images",
     "image_metrics",
     "late_epochs",
-    "network_metrics",
     "PREMISE_MARGIN",
     "paired_values",
     "pooled_hypotheses",
@@ -231,12 +230,6 @@ def aggregate_images(per_image: pd.DataFrame) -> dict[str, float]:
         row[name] = float(values.mean()) if len(values) and has_d else float("nan")
     row["no_fg_concept_images"] = int(per_image["no_fg_concept"].astype(bool).sum())
     return row
-
-
-def network_metrics(counts: pd.DataFrame, weight_distance: pd.Series | None,
-                    zero_concept_images: str = "keep") -> dict[str, float]:
-    """The six metrics of one network and layer; D and rho need several checkpoints."""
-    return aggregate_images(image_metrics(counts, weight_distance, zero_concept_images))
 
 
 def compare_hypotheses(metrics: pd.DataFrame, students: Sequence[str] = ("distilled_student",),

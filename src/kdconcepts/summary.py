@@ -14,7 +14,7 @@ import pandas as pd
 
 from kdconcepts import stats
 from kdconcepts.metrics import REPORTED
-from kdconcepts.report import METRIC_LABELS, NETWORK_LABELS, _architecture_blocks, _premise_of, premise_sentence
+from kdconcepts.report import METRIC_LABELS, NETWORK_LABELS, _premise_of, premise_sentence
 
 __all__ = ["architectures_summary", "front_page_rst", "host_lines", "run_command", "summary_markdown",
            "teacher_sentences", "verdict_meaning", "verdict_table", "with_verification"]

@@ -6,15 +6,11 @@
 - :mod:`~kdconcepts.training.distance`: the weight distance d(m);
 - :mod:`~kdconcepts.training.augment`: flips and random crops;
 - :mod:`~kdconcepts.training.regimes`: teacher, feature distillation (the distilled student),
-  logit distillation (the logit student) and the baseline, each a small class registered by
-  name that returns its losses by name, with the recipe that trains its network.
+  logit distillation (the logit student) and the baseline, each a small class that returns its
+  losses by name, with the recipe that trains its network.
 
 Outputs per network folder: ``epoch_EEE.pt`` for each configured epoch of the analysed phase,
 ``final.pt``, ``weight_distance.csv``, ``train_log.jsonl``, ``metrics.json``.
-
-Example:
-    >>> sorted(REGIMES)
-    ['baseline', 'feature_distillation', 'logit_distillation', 'teacher']
 """
 
 from kdconcepts.checkpoints import checkpoint_name, load_checkpoint, save_checkpoint
@@ -22,26 +18,19 @@ from kdconcepts.training.augment import Augment
 from kdconcepts.training.distance import WeightDistance
 from kdconcepts.training.loop import (PROGRESS_LOG, RESUME_CHECKPOINTS, RESUME_FILE, Phase, RunOptions,
                                       dataset_hash, log_linear_lr, settings_hash)
-from kdconcepts.training.regimes import (REGIMES, get_regime, pretrain_teacher, train_baseline,
-                                         train_distilled_student, train_logit_student, train_teacher)
-
-#: Analysed network -> the regime that trains it.
-NETWORK_REGIMES = {"teacher": "teacher", "distilled_student": "feature_distillation",
-                   "logit_student": "logit_distillation", "baseline": "baseline"}
+from kdconcepts.training.regimes import (pretrain_teacher, train_baseline, train_distilled_student,
+                                         train_logit_student, train_teacher)
 
 __all__ = [
     "Augment",
-    "NETWORK_REGIMES",
     "PROGRESS_LOG",
     "Phase",
-    "REGIMES",
     "RESUME_CHECKPOINTS",
     "RESUME_FILE",
     "RunOptions",
     "WeightDistance",
     "checkpoint_name",
     "dataset_hash",
-    "get_regime",
     "load_checkpoint",
     "log_linear_lr",
     "pretrain_teacher",

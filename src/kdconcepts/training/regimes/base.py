@@ -1,10 +1,11 @@
-"""What a training regime is: a loss on a batch, returned term by term, registered by name.
+"""What a training regime is: a loss on a batch, returned term by term.
 
 Like mdistiller's distillers, a regime returns its losses by name (``{"ce": ...}``,
 ``{"kd": ..., "ce": ...}``); the loop minimises their sum and logs each term. A regime's module
-also holds the recipe that trains its network (phases, checkpoints, weight distance), so a new
-regime is one small file: a :class:`Regime` subclass decorated with :func:`register`, and its
-``train_*`` function built on :mod:`kdconcepts.training.loop`.
+also holds the recipe that trains its network (phases, checkpoints, weight distance): a
+:class:`Regime` subclass and its ``train_*`` function built on :mod:`kdconcepts.training.loop`.
+A new regime is that module, a rule in ``workflow/rules/train.smk`` and its entry in
+``workflow/scripts/train.py`` (the pipeline picks the recipe by rule, not by a registry).
 """
 
 from __future__ import annotations
@@ -15,39 +16,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["REGIMES", "Regime", "CrossEntropy", "register", "get_regime"]
-
-#: Regime name -> class.
-REGIMES: dict[str, type[Regime]] = {}
-
-
-def register(name: str):
-    """Class decorator: make a regime available as ``get_regime(name)``."""
-    def add(cls: type[Regime]) -> type[Regime]:
-        if name in REGIMES:
-            raise ValueError(f"regime {name!r} is registered twice")
-        cls.name = name
-        REGIMES[name] = cls
-        return cls
-    return add
-
-
-def get_regime(name: str) -> type[Regime]:
-    """The regime class registered as ``name``."""
-    if name not in REGIMES:
-        raise ValueError(f"unknown training regime {name!r}; known: {sorted(REGIMES)}")
-    return REGIMES[name]
-
+__all__ = ["Regime", "CrossEntropy"]
 
 class Regime:
     """A training loss for ``model``; subclasses define :meth:`losses`.
 
     Attributes:
-        name: the registered name.
         role: the network it trains, as named in outputs (``teacher``, ``baseline``, ...).
     """
 
-    name: ClassVar[str] = ""
     role: ClassVar[str] = ""
 
     def __init__(self, model: nn.Module) -> None:

@@ -12,12 +12,11 @@ from typing import Any
 from kdconcepts.training.augment import Augment
 from kdconcepts.training.distance import track_layers
 from kdconcepts.training.loop import Data, Phase, RunOptions, check_checkpoints, finish, run_phase, setup, sgd
-from kdconcepts.training.regimes.base import CrossEntropy, register
+from kdconcepts.training.regimes.base import CrossEntropy
 
 __all__ = ["Baseline", "train_baseline"]
 
 
-@register("baseline")
 class Baseline(CrossEntropy):
     """Cross-entropy on the target labels: ``{"ce": ...}``."""
 

@@ -25,12 +25,11 @@ from kdconcepts.training.augment import Augment
 from kdconcepts.training.distance import track_layers
 from kdconcepts.training.loop import (Data, Job, Phase, RunOptions, check_checkpoints, finish,
                                       run_phase, setup, sgd)
-from kdconcepts.training.regimes.base import CrossEntropy, Regime, register
+from kdconcepts.training.regimes.base import CrossEntropy, Regime
 
 __all__ = ["FeatureDistillation", "train_distilled_student"]
 
 
-@register("feature_distillation")
 class FeatureDistillation(Regime):
     """``{"mse": MSE(student_L(x), teacher_L(x))}``, the target online or precomputed.
 

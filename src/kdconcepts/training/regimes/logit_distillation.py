@@ -26,12 +26,11 @@ from kdconcepts.training.augment import Augment
 from kdconcepts.training.distance import track_layers
 from kdconcepts.training.loop import (Data, Job, Phase, RunOptions, check_checkpoints, finish,
                                       run_phase, setup, sgd)
-from kdconcepts.training.regimes.base import Regime, register
+from kdconcepts.training.regimes.base import Regime
 
 __all__ = ["LogitDistillation", "train_logit_student"]
 
 
-@register("logit_distillation")
 class LogitDistillation(Regime):
     """``{"kd": alpha T^2 KL(p_teacher || p_student), "ce": (1 - alpha) CE}`` at temperature T.
 

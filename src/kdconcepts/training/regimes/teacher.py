@@ -18,14 +18,13 @@ from kdconcepts.training.augment import Augment
 from kdconcepts.training.distance import track_layers
 from kdconcepts.training.loop import (Data, Phase, RunOptions, check_checkpoints, derived_seed,
                                       finish, run_phase, setup, sgd)
-from kdconcepts.training.regimes.base import CrossEntropy, register
+from kdconcepts.training.regimes.base import CrossEntropy
 
 __all__ = ["Teacher", "TEACHER_INITS", "pretrain_teacher", "train_teacher"]
 
 TEACHER_INITS = ("pretrain", "imagenet", "none")
 
 
-@register("teacher")
 class Teacher(CrossEntropy):
     """Cross-entropy, in pre-training and in fine-tuning: ``{"ce": ...}``."""
 
