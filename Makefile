@@ -19,7 +19,7 @@ STAMP := $(VENV)/.installed-$(shell cat envs/requirements.lock pyproject.toml | 
 export DVC_NO_ANALYTICS := 1
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: reproduce test test-fast report lock venv clean gpu-check check verify
+.PHONY: reproduce reproduce-all test test-fast report lock venv clean gpu-check check verify
 
 # Another run than the default: make reproduce CONFIG=config/photos.yaml (its results: results/photos/).
 CONFIG ?=
@@ -43,6 +43,15 @@ reproduce: venv
 	$(BIN)/snakemake --cores $(CORES) --rerun-incomplete $(CONFIG_ARGS)
 	$(BIN)/snakemake --report results/$(RUN)/report.html $(CONFIG_ARGS)
 	@echo ">> results/$(RUN)/summary.md, results/$(RUN)/report.html; check it with: make verify$(if $(CONFIG), CONFIG=$(CONFIG))"
+
+# The default, the photographs and the logit student, each in its own tree (results/<run>/; the
+# extended run takes the default's trained networks and maps from the shared store and cache),
+# then one summary that stacks their verdicts: results/summary.md.
+reproduce-all: venv
+	$(MAKE) --no-print-directory reproduce
+	$(MAKE) --no-print-directory reproduce CONFIG=config/photos.yaml
+	$(MAKE) --no-print-directory reproduce CONFIG=config/extended.yaml
+	$(BIN)/kdconcepts summarize default photos extended --out results/summary.md
 
 # Did the run reproduce its reference (reference/<run>/)? Writes results/<run>/verify.md, and the
 # report again with the answer on its front page. RUN: the run's name (default: default).

@@ -75,16 +75,22 @@ def repo_copy(tmp_path) -> Path:
     return copy_repo(tmp_path / "repo")
 
 
+#: The shipped configs beside the default and the paper and quick ones, each its own run.
+OTHER_CONFIGS = ("config/extended.yaml", "config/photos.yaml", "config/ablation/background_bias.yaml")
+
+
 def shipped_configs() -> list[str]:
-    """Every shipped paper and quick config, as a path relative to the repository."""
-    return sorted(p.relative_to(ROOT).as_posix()
-                  for p in [*ROOT.glob("config/paper/*.yaml"), *ROOT.glob("config/quick/*.yaml")])
+    """Every shipped config but the default, as a path relative to the repository."""
+    return sorted([*(p.relative_to(ROOT).as_posix()
+                     for p in [*ROOT.glob("config/paper/*.yaml"), *ROOT.glob("config/quick/*.yaml")]),
+                   *OTHER_CONFIGS])
 
 
 @pytest.fixture(scope="session")
 def shipped_dry_runs(tmp_path_factory) -> dict[str, subprocess.CompletedProcess]:
-    """``snakemake -n --cores 4 --configfile <config>`` of every shipped paper and quick config,
-    in one fresh copy of the repository and one process; config path -> its run."""
+    """``snakemake -n --cores 4 --configfile <config>`` of every shipped config but the default
+    (paper, quick, extended, photos, the ablation), in one fresh copy of the repository and one
+    process; config path -> its run."""
     def make(folder: Path) -> dict:
         repo = copy_repo(folder / "repo")
         configs = shipped_configs()

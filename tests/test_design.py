@@ -65,5 +65,5 @@ def test_the_design_benchmark_reads_a_finished_run(tmp_path_factory):
     run = subprocess.run([sys.executable, str(ROOT / "benchmarks/design.py"), "--run", str(repo),
                           "--seeds", "2", "5", "--images", "2", "4"], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
-    assert "== results: 2 seeds x 4 images; CPU s: fixed" in run.stdout
+    assert "== results/smoke: 2 seeds x 4 images; CPU s: fixed" in run.stdout
     assert "between_seeds" in run.stdout and "recommended: seeds " in run.stdout

@@ -4,6 +4,7 @@ import json
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -136,8 +137,9 @@ def test_smoke_pipeline_end_to_end(smoke, tmp_path):
     pooled = pd.read_csv(results / "tables/hypotheses.csv")
     assert set(pooled["metric"]) == {"n_fg", "n_bg", "lambda", "d_mean", "d_std", "d_var", "rho"}
     assert (pooled["n_seeds"] == 2).all()
-    assert set(pooled["verdict"]) <= {"held", "not significant", "reversed"}
-    assert (pooled["ci_low"] <= pooled["difference"]).all() and (pooled["difference"] <= pooled["ci_high"]).all()
+    assert set(pooled["verdict"]) <= {"held", "not significant", "reversed", "beside D_std"}
+    spread = pooled[pooled["ci_low"].notna()]  # (a metric with no spread between seeds has no interval)
+    assert (spread["ci_low"] <= spread["difference"]).all() and (spread["difference"] <= spread["ci_high"]).all()
     premise = pd.read_csv(results / "tables/premise.csv")
     assert list(premise["seed"]) == [0, 1] and {"teacher", "baseline", "teacher_minus_baseline"} <= set(premise)
     # The premise with its margin (metrics.premise_margin): "held" only with a lead of 0.1 in
@@ -197,8 +199,8 @@ def test_smoke_pipeline_end_to_end(smoke, tmp_path):
     (tmp_path / "fig.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     changed = snakemake(repo_copy, "-n", "--cores", "2", "--configfile", str(tmp_path / "fig.yaml"))
     assert changed.returncode == 0, changed.stderr[-3000:]
-    # (summary.md names the command and its config files, and this one is another file.)
-    assert set(_jobs(changed.stdout)) == {"figures", "report_front", "summary", "all"}
+    # (summary.md and run.json name the command and its config files, and this one is another file.)
+    assert set(_jobs(changed.stdout)) == {"figures", "report_front", "summary", "host", "all"}
 
     # Another seed: only that seed's jobs and the pooled ones.
     cfg = yaml.safe_load((repo_copy / SMOKE).read_text())
@@ -259,7 +261,7 @@ def test_architecture_axis_end_to_end(tmp_path):
         assert baseline["arch"] == arch
         rates = [json.loads(line)["lr"] for line in (tree / "seed_0/train/baseline/train_log.jsonl").read_text().splitlines()]
         assert rates[0] == pytest.approx(0.1 if arch == "small_resnet" else 0.01)  # its own rates
-        assert (tree / "summary.md").read_text().startswith(f"# Results: {arch}\n")
+        assert (tree / "summary.md").read_text().startswith(f"# Results: smoke/{arch}\n")
         assert pd.read_csv(tree / "seed_0/tables/metrics.csv")["architecture"].eq(arch).all()
     hypotheses = pd.read_csv(repo / "results/smoke/tables/hypotheses.csv")
     assert list(dict.fromkeys(hypotheses["architecture"])) == ["small_vgg", "small_resnet"]
@@ -281,3 +283,36 @@ def test_architecture_axis_end_to_end(tmp_path):
     assert "small_resnet" in (repo / "results/smoke/report_front.rst").read_text()
     again = snakemake(repo, "-n", "--cores", "2", *overlays)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr, again.stdout[-3000:]
+
+
+@pytest.mark.parametrize("config", ["config/extended.yaml", "config/photos.yaml",
+                                    "config/ablation/background_bias.yaml"])
+def test_the_other_shipped_configs_dry_run_into_their_own_run(shipped_dry_runs, config):
+    run = shipped_dry_runs[config]
+    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+    name = Path(config).stem
+    outputs = re.findall(r"^\s+output: (.+)$", run.stdout, flags=re.M)
+    written = [o for line in outputs for o in line.split(", ") if o.startswith("results/")]
+    assert written and all(o.startswith(f"results/{name}/") for o in written), written[:5]
+
+
+@pytest.mark.slow
+def test_two_configs_in_one_folder_keep_their_own_cached_trees(smoke, tmp_path):
+    """Another config in the same clone writes results/<its run>/ only: the first run's tree is
+    left as it was (every file, its bytes and time), and both stay cached."""
+    reference, _, ran = smoke
+    assert ran.returncode == 0
+    repo = Path(shutil.copytree(reference, tmp_path / "repo", symlinks=True))
+    before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in (repo / "results/smoke").rglob("*") if p.is_file()}
+    other = yaml.safe_load((repo / SMOKE).read_text())
+    other.pop("run")  # named after its file: results/one_seed_smoke/
+    other["seeds"] = [0]
+    (repo / "one_seed_smoke.yaml").write_text(yaml.safe_dump(other, sort_keys=False))
+    run = snakemake(repo, "--cores", "2", "--configfile", "one_seed_smoke.yaml")
+    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+    assert (repo / "results/one_seed_smoke/summary.md").is_file()
+    after = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in (repo / "results/smoke").rglob("*") if p.is_file()}
+    assert after == before
+    for config in (SMOKE, "one_seed_smoke.yaml"):
+        again = snakemake(repo, "-n", "--cores", "2", "--configfile", config)
+        assert "Nothing to be done" in again.stdout + again.stderr, (config, again.stdout[-2000:])

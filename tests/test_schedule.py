@@ -127,7 +127,8 @@ def test_exhaustive_and_effective_first_give_the_same_answers_where_candidates_f
         repo = runs[name] = tmp_path / name
         shutil.copytree(reference, repo, symlinks=True)
         # The trained networks are kept; everything from the schedule on is made anew.
-        for path in repo.joinpath("results").iterdir():
+        shutil.rmtree(repo / "results/.maps")
+        for path in repo.joinpath("results/smoke").iterdir():
             if path.name.startswith("seed_"):
                 for part in path.iterdir():
                     if part.name not in ("train", "features"):
@@ -142,26 +143,26 @@ def test_exhaustive_and_effective_first_give_the_same_answers_where_candidates_f
     first, exhaustive = runs["effective_first"], runs["exhaustive"]
     rejected = 0
     for seed in (0, 1):
-        rounds = pd.read_csv(first / f"results/seed_{seed}/quantify/conv/rounds.csv")
+        rounds = pd.read_csv(first / f"results/smoke/seed_{seed}/quantify/conv/rounds.csv")
         failed = rounds[rounds["reason"] == "failed the rule at a late checkpoint"]
         rejected += len(failed)
-        chosen = pd.read_csv(first / f"results/seed_{seed}/quantify/conv/chosen.csv")
+        chosen = pd.read_csv(first / f"results/smoke/seed_{seed}/quantify/conv/chosen.csv")
         assert not set(failed["image_id"]) & set(chosen["image_id"])
-        images = pd.read_csv(exhaustive / f"results/seed_{seed}/tables/images.csv")
+        images = pd.read_csv(exhaustive / f"results/smoke/seed_{seed}/tables/images.csv")
         assert list(dict.fromkeys(images["image_id"])) == chosen["image_id"].tolist()
     assert rejected >= 3, rejected  # the rule really rejects here (5 of 9 examined when measured)
     compared = 0
     for table in ("metrics", "per_image", "images", "hypotheses"):  # (selection.csv counts the
         # candidates each schedule examined, which differ by design)
         for folder in ("seed_0/tables", "seed_1/tables", "tables"):
-            path = f"results/{folder}/{table}.csv"
+            path = f"results/smoke/{folder}/{table}.csv"
             if (first / path).exists():
                 pd.testing.assert_frame_equal(pd.read_csv(first / path), pd.read_csv(exhaustive / path),
                                               check_exact=True, obj=path)
                 compared += 1
     assert compared == 12  # four tables per seed and pooled
     # ... and the exhaustive schedule quantified more maps for the same answers.
-    work = {name: pd.read_csv(root / "results/tables/work.csv")["sample_passes"].sum()
+    work = {name: pd.read_csv(root / "results/smoke/tables/work.csv")["sample_passes"].sum()
             for name, root in runs.items()}
     assert work["effective_first"] < work["exhaustive"]
 
@@ -169,7 +170,7 @@ def test_exhaustive_and_effective_first_give_the_same_answers_where_candidates_f
 def _quantified(run: subprocess.CompletedProcess, repo) -> dict[tuple[str, int], int]:
     """(network folder, epoch) -> images the run's quantify jobs made maps of (from their logs)."""
     made = {}
-    for log in repo.glob("logs/results/seed_*/quantify/conv.log"):
+    for log in repo.glob("logs/results/smoke/seed_*/quantify/conv.log"):
         for path, count in re.findall(r"quantify (\S+) layer conv: (\d+) images", log.read_text()):
             key = (path.split("/train/")[1].rsplit("/", 1)[0], path.rsplit("/", 1)[1])
             made[key] = made.get(key, 0) + int(count)
@@ -185,7 +186,7 @@ def test_nothing_changed_nothing_reruns_and_more_images_make_only_the_new_maps(s
     again = snakemake(repo, "-n", "--cores", "2", "--configfile", SMOKE)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr, again.stdout[-3000:]
     training = ("teacher", "baseline", "distilled_student")
-    for log in repo.glob("logs/results/seed_*/quantify/conv.log"):
+    for log in repo.glob("logs/results/smoke/seed_*/quantify/conv.log"):
         log.unlink()  # (the reference run's lines)
 
     # One more image, found in the candidates already examined: its early and teacher maps are
@@ -199,11 +200,11 @@ def test_nothing_changed_nothing_reruns_and_more_images_make_only_the_new_maps(s
     assert made and {epoch for _, epoch in made} == {"epoch_000.pt", "final.pt"}, made  # 1 and 2 are late
     assert sum(made.values()) == 2 * (2 * 1 + 1), made  # per seed: 1 image x 2 nets x 1 early + teacher
     for seed in (0, 1):
-        images = pd.read_csv(repo / f"results/seed_{seed}/tables/images.csv")
+        images = pd.read_csv(repo / f"results/smoke/seed_{seed}/tables/images.csv")
         assert images["image_id"].nunique() == 5
 
     # More images than the candidates examined hold: only the new candidates' late maps are made.
-    for log in repo.glob("logs/results/seed_*/quantify/conv.log"):
+    for log in repo.glob("logs/results/smoke/seed_*/quantify/conv.log"):
         log.unlink()
     more = _with(tmp_path, **{"quantify.candidates": 9, "metrics.effective": 7})
     run = snakemake(repo, "--cores", "2", "--configfile", more)

@@ -21,6 +21,8 @@ COMMANDS = {
     "check": ("kdconcepts.checkrun", "is a run complete and intact: what to remake, and how"),
     "verify": ("kdconcepts.verify", "did a rerun reproduce the reference: tables, differences, verdicts"),
     "reference": ("kdconcepts.verify:_main_reference", "make reference/<run> from a finished run"),
+    "summarize": ("kdconcepts.summary:_main_summarize", "one summary stacking the verdicts of several runs"),
+    "readme": ("kdconcepts.readme", "the README's results section from a run's tables"),
     "quantify": ("kdconcepts.quantify.cli", "sigma maps and concepts of a checkpoint or torchvision model"),
     "synthetic": ("kdconcepts.data.synthetic", "generate the embedded default dataset"),
     "prepare-cub": ("kdconcepts.data.cub", "prepare CUB-200-2011 from the official archives"),

@@ -3,13 +3,14 @@
 Snakemake deletes a job's old outputs before it runs the job again, whatever the reason: a
 changed setting, or an input it will remake even when the remade input is byte for byte the same
 (a data folder regenerated after ``dvc gc``). So a training job, when it succeeds, links its
-outputs into ``results/<run>/.store/<fingerprint>/`` (hard links: no second copy on disk), and a
+outputs into ``results/.store/<fingerprint>/`` (hard links: no second copy on disk), and a
 training job whose fingerprint is in the store takes its outputs from there, checked by
 content, instead of training again. The fingerprint covers everything the outputs depend on:
-the rule and its wildcards, the job's settings, the content of its input files and of the
-prepared data it reads, and the training code. A network trained under other settings stays in
-the store, so going back to them costs nothing, and no trained network is lost before its
-replacement is complete.
+the rule and its wildcards (but the output tree's path: two runs that train the same network,
+the default and ``config/extended.yaml`` say, share it), the job's settings, the content of its
+input files and of the prepared data it reads, and the training code. A network trained under
+other settings stays in the store, so going back to them costs nothing, and no trained network
+is lost before its replacement is complete.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from kdconcepts.manifest import file_sha256
 
-__all__ = ["code_hash", "fingerprint", "keep", "restore", "store_dir", "train_once"]
+__all__ = ["STORE", "code_hash", "fingerprint", "keep", "restore", "train_once"]
 
 log = logging.getLogger("kdconcepts")
 
@@ -32,8 +33,8 @@ _CODE = ("training", "models.py", "checkpoints.py", "features.py", "data/format.
          "numerics.py")
 
 
-def store_dir(run: str) -> Path:
-    return Path("results") / run / ".store"
+#: Shared by every run of the clone.
+STORE = Path("results") / ".store"
 
 
 def code_hash() -> str:
@@ -50,11 +51,13 @@ def code_hash() -> str:
 
 def fingerprint(rule: str, wildcards: Mapping, settings: object, inputs: Iterable[str | Path],
                 data_roots: Sequence[str | Path | None] = ()) -> str:
-    """What a training job's outputs depend on, as one hash."""
+    """What a training job's outputs depend on, as one hash (the ``tree`` wildcard left out: a
+    path, not a setting; the settings name the architecture)."""
     from kdconcepts.training import dataset_hash
 
     roots = [r for r in data_roots if r is not None]
-    parts = {"rule": rule, "wildcards": dict(wildcards), "settings": settings, "code": code_hash(),
+    wildcards = {k: v for k, v in dict(wildcards).items() if k != "tree"}
+    parts = {"rule": rule, "wildcards": wildcards, "settings": settings, "code": code_hash(),
              "inputs": {str(p): file_sha256(p) for p in sorted(map(str, inputs)) if os.path.isfile(p)},
              "data": dataset_hash(*roots) if roots else None}
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
@@ -113,7 +116,7 @@ def train_once(smk, data_roots: Sequence[str | Path | None], train) -> bool:
     """A Snakemake training job: its outputs from the store when an identical job made them,
     else ``train()`` and into the store. True when it trained."""
     key = fingerprint(smk.rule, dict(smk.wildcards.items()), smk.params.settings, list(smk.input), data_roots)
-    store, outputs = store_dir(smk.config["run"]), list(smk.output)
+    store, outputs = STORE, list(smk.output)
     if restore(store, key, outputs):
         return False
     train()

@@ -17,7 +17,7 @@ from kdconcepts.metrics import REPORTED
 from kdconcepts.report import METRIC_LABELS, NETWORK_LABELS, _premise_of, premise_sentence
 
 __all__ = ["architectures_summary", "front_page_rst", "host_lines", "run_command", "summary_markdown",
-           "teacher_sentences", "verdict_meaning", "verdict_table", "with_verification"]
+           "runs_summary", "teacher_sentences", "verdict_meaning", "verdict_table", "with_verification"]
 
 
 def _markdown_table(frame: pd.DataFrame) -> str:
@@ -395,3 +395,53 @@ def architectures_summary(*, command: str, config_name: str, hypotheses: pd.Data
         lines += [f"## {arch} (`{trees[arch]}/summary.md`)", "",
                   *[("#" + line if line.startswith("#") else line) for line in body.strip().splitlines()], ""]
     return "\n".join(lines)
+
+
+def runs_summary(runs: Mapping[str, Path], confidence: float = 0.95) -> str:
+    """One summary of several runs (``make reproduce-all``): their verdict tables stacked, a run
+    column first, and each run's premise line and summary named.
+
+    Args:
+        runs: run name -> its folder (``results/<run>``), each with ``tables/hypotheses.csv`` and
+            ``tables/premise.csv`` (stacked over architectures where the run has several).
+    """
+    blocks, premises = [], []
+    for name, folder in runs.items():
+        hypotheses = pd.read_csv(Path(folder) / "tables/hypotheses.csv")
+        premise = pd.read_csv(Path(folder) / "tables/premise.csv")
+        sentence, held = _premise_of(hypotheses, premise)
+        premises.append(f"- `{name}` ({'held' if held else '**not held**'}): {sentence}. All of it in "
+                        f"`{folder}/summary.md`.")
+        blocks.append(verdict_table(hypotheses, confidence).assign(run=name))
+    table = pd.concat(blocks, ignore_index=True)
+    table = table[["run"] + [c for c in table.columns if c != "run"]]
+    seeds = sorted({int(pd.read_csv(Path(f) / "tables/hypotheses.csv")["n_seeds"].max()) for f in runs.values()})
+    return "\n".join([
+        f"# Results of {len(runs)} runs", "",
+        f"Made by `kdconcepts summarize {' '.join(runs)}` from each run's tables; every row of every run "
+        "is shown, whatever it says.", "",
+        verdict_meaning(confidence, seeds[-1]).replace(f"{seeds[-1]} seed(s)", "the run's seeds"), "",
+        "## Premise", "", *premises, "",
+        "## Verdicts", "", _markdown_table(table), ""])
+
+
+def _main_summarize(argv: list[str] | None = None) -> int:
+    """``kdconcepts summarize RUN [RUN ...] [--out FILE]``: :func:`runs_summary` of finished runs."""
+    import argparse
+    import sys
+
+    from kdconcepts.runtime import atomic_path
+
+    parser = argparse.ArgumentParser(prog="kdconcepts summarize", description="stack the verdicts of runs")
+    parser.add_argument("runs", nargs="+", help="run names (folders under results/)")
+    parser.add_argument("--out", type=Path, default=Path("results/summary.md"))
+    args = parser.parse_args(argv)
+    missing = [r for r in args.runs if not (Path("results") / r / "tables/hypotheses.csv").is_file()]
+    if missing:
+        print(f"kdconcepts summarize: not finished (no results/<run>/tables/hypotheses.csv): {', '.join(missing)}",
+              file=sys.stderr)
+        return 2
+    with atomic_path(args.out) as tmp:
+        tmp.write_text(runs_summary({r: Path("results") / r for r in args.runs}), encoding="utf-8")
+    print(f"{args.out}: the verdicts of {', '.join(args.runs)}")
+    return 0

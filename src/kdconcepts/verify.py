@@ -20,6 +20,10 @@ comparison, written to ``results/<run>/verify.md``:
 - **verdicts**: ``same``, ``moved one step`` (held or reversed <-> not significant) or
   ``flipped`` (held <-> reversed).
 
+A reference of another config is refused by name; the keys that only say how, where or with
+which kernels the run computes (``numerics``, ``device``, ``threads``, ``resources``, ``report``)
+may differ.
+
 It exits 0 when the run reproduced the reference (no flip, no difference out of tolerance), 1
 otherwise, 2 when the reference is of another config (refused by name, before any comparison).
 """
@@ -41,8 +45,9 @@ __all__ = ["ALPHA", "ATOL", "RTOL", "Verification", "compare_tables", "make_refe
 RTOL, ATOL = 1e-6, 1e-9
 ALPHA = 0.05
 _STEPS = {"held": 1, "not significant": 0, "reversed": -1}
-# Config keys that do not change what is computed.
-_IGNORED = ("report", "resources", "device", "run", "threads")
+# Config keys that do not change the experiment (only how, where, or with which kernels it runs:
+# a native-numerics or GPU rerun is compared within the replicate tolerance).
+_IGNORED = ("report", "resources", "device", "run", "threads", "numerics")
 
 
 def _tables(root: Path) -> list[Path]:

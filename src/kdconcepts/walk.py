@@ -10,9 +10,10 @@ at every checkpoint first and then walks the same way (every map is then already
 
 Why one job, not one per round: the rounds are a chain anyway, and as Snakemake checkpoints a
 missing or deleted round file was not remade by a plain rerun (issue 32). Here every map is a
-cache entry (:class:`MapCache`) keyed by the content of its checkpoint and by the settings, so a
-rerun after a crash, a deleted output or a retrained network recomputes exactly the maps that
-are missing or stale and reads the rest.
+cache entry (:class:`MapCache`, ``results/.maps/``, shared by the runs of a clone) keyed by the
+content of its checkpoint and by the settings, so a rerun after a crash, a deleted output or a
+retrained network recomputes exactly the maps that are missing or stale and reads the rest, and
+another run with the same networks (``config/extended.yaml`` beside the default) reads them.
 
 Each comparison (student, baseline) gets its own first E effective images (SPEC section 5:
 "effective for both"), so adding a student changes no other comparison's images.
@@ -30,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from kdconcepts import schedule as S
+from kdconcepts.manifest import file_sha256
 
 __all__ = ["MapCache", "SeedMaps", "quantify_seed", "ROUND_COLUMNS", "CHOSEN_COLUMNS"]
 
@@ -41,14 +43,6 @@ ROUND_COLUMNS = ["comparison", "round", "candidate_rank", "image_id", "effective
 CHOSEN_COLUMNS = ["comparison", "candidate_rank", "image_id", "round"]
 # Quantify tables: the engine's columns after these.
 _PREFIX = ("network", "epoch", "candidate_rank")
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class MapCache:
@@ -88,13 +82,6 @@ class MapCache:
         with atomic_path(path) as tmp:
             table.to_parquet(tmp, index=False)
 
-    def prune(self) -> None:
-        """Remove the entries this job did not use (stale keys: old checkpoints or settings)."""
-        if self.folder.is_dir():
-            for path in self.folder.glob("*.parquet"):
-                if path not in self.used:
-                    path.unlink()
-
 
 class SeedMaps:
     """The maps of one (seed, layer) job: made on demand, read from the cache when there.
@@ -117,7 +104,7 @@ class SeedMaps:
         settings = {"quantify": {k: v for k, v in quantify_cfg.items()
                                  if k not in ("candidates", "schedule", "round_size", "threads")},
                     "seed": seed, "layer": layer, "normalize": normalize, "data": data_hash(data_root)}
-        self.cache = MapCache(cache_dir, settings)
+        self.cache = MapCache(cache_dir, settings)  # (shared by the runs: keyed by content)
         self.made: dict[tuple[str, object], pd.DataFrame] = {}  # (network, epoch) -> its rows so far
         self.used: dict[tuple[str, object], set[str]] = {}      # the rows the walk asked for
         self.checked: dict[tuple[str, object], dict[str, bool]] = {}
@@ -296,7 +283,6 @@ def quantify_seed(checkpoints: Mapping[str, Mapping[object, str | Path]], data_r
     every = list(dict.fromkeys(chosen["image_id"]))
     if every:
         maps.maps("teacher", "final", every)
-    maps.cache.prune()
     return {"maps": maps.table(), "rounds": rounds, "chosen": chosen}
 
 

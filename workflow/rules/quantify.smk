@@ -5,9 +5,9 @@
 # the early checkpoints and the teacher's final one. quantify.schedule: exhaustive makes every
 # candidate's map at every checkpoint first (a check: the same tables).
 #
-# The maps are kept between runs in quantify/<layer>/cache/, keyed by the checkpoint's content and
-# the settings, so a rerun (after a crash, a deleted output, a retrained network or a changed
-# setting) makes only the maps that are missing or stale.
+# The maps are kept between runs in results/.maps/, keyed by the checkpoint's content and the
+# settings, so a rerun (after a crash, a deleted output, a retrained network or a changed setting),
+# or another run with the same networks, makes only the maps that are missing.
 
 
 def _quantify_settings():
@@ -39,7 +39,7 @@ rule quantify:
         data_root=lambda w: data_root(w.tree),
         checkpoints=_seed_checkpoints,
         comparisons=COMPARISONS,
-        cache=lambda w: f"{quantify_dir(w.tree, w.seed, w.layer)}/cache",
+        cache="results/.maps",  # shared by the runs: keyed by checkpoint content and settings
     priority: PRIORITY["quantify"]
     threads: config["quantify"]["threads"]
     resources:

@@ -36,7 +36,7 @@ rule host:
         run=f"{RESULTS}/run.json",
     params:
         run=RUN,
-        results=RESULTS,
+        results=lambda w, output: os.path.dirname(output.host),
         numerics=config["numerics"],
         config_files=[os.path.relpath(f, workflow.basedir) for f in workflow.configfiles],
         config={k: v for k, v in config.items() if k not in ("report", "resources", "device", "run")},
