@@ -71,6 +71,12 @@ def test_each_comparison_keeps_its_own_candidates():
     effective = verdict[verdict["effective"]].groupby("comparison")["image_id"].apply(list).to_dict()
     assert effective == {"student": ["a", "d"], "logit": ["b"]}
     assert verdict.set_index(["comparison", "image_id"]).loc[("logit", "d"), "reason"] == "sigma_f = 0 for logit at epoch 0"
+    # A comparison with no survivor in a round: nothing to check for it, every candidate said why.
+    none = _late_walk(_FakeMaps({**maps.table, ("logit", 2): {i: BAD for i in "abcd"}}), list("abcd"), pairs[1:],
+                      [1, 2], FG, 2, "effective")
+    assert none == {pairs[1]: []}
+    verdict = _round_verdict(_FakeMaps(maps.table), 1, [4, 5, 6, 7], list("abcd"), none, [0], samples=8)
+    assert not verdict["effective"].any() and set(verdict["reason"]) == {"failed the rule at a late checkpoint"}
     # Adding a comparison leaves the others' walk as it was.
     alone = _late_walk(_FakeMaps(maps.table), list("abcd"), pairs[:1], [1, 2], FG, 2, "effective")
     assert alone == {pairs[0]: alive[pairs[0]]}

@@ -363,6 +363,10 @@ def plot_entropy_maps(images: np.ndarray, entropy: Mapping[str, np.ndarray],
     vmax = max(float(np.max(e)) for e in entropy.values())
     fig, axes = plt.subplots(n, len(nets) + 1, figsize=(2.1 * (len(nets) + 1), 2.1 * n + 0.4),
                              squeeze=False)
+    import torch  # (here: the table and summary jobs import this module without torch)
+
+    from kdconcepts.quantify import concept_counts
+
     grid = fg_grid.shape[-1]
     for i in range(n):
         ax = axes[i, 0]
@@ -373,8 +377,9 @@ def plot_entropy_maps(images: np.ndarray, entropy: Mapping[str, np.ndarray],
         for j, net in enumerate(nets, start=1):
             ax = axes[i, j]
             im = ax.imshow(entropy[net][i], cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
-            concept = (h_bar[net] - entropy[net][i]) > b
-            ys, xs = np.nonzero(concept)
+            concept = concept_counts(torch.from_numpy(np.asarray(entropy[net][i], dtype=np.float64)),
+                                     torch.from_numpy(np.asarray(fg_grid[i], dtype=bool)), h_bar[net], b=b)
+            ys, xs = np.nonzero(concept.is_concept[0].numpy())  # (the metrics' own rule)
             fgc = fg_grid[i][ys, xs]
             ax.scatter(xs[fgc], ys[fgc], s=6, c="cyan", marker="s", linewidths=0)
             ax.scatter(xs[~fgc], ys[~fgc], s=6, c="white", marker="s", linewidths=0)

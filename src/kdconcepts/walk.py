@@ -210,7 +210,7 @@ def _round_verdict(maps: SeedMaps, r: int, ranks: Sequence[int], candidates: Seq
     usable = {}
     for network in _comparison_networks(list(alive)):
         ids = sorted({i for p, ids in alive.items() if network in p for i in ids}, key=candidates.index)
-        usable[network] = {e: maps.usable(network, e, ids) for e in early} if ids else {}
+        usable[network] = {e: maps.usable(network, e, ids) if ids else {} for e in early}
     rows = []
     for (student, baseline), passed in alive.items():
         early_usable = {n: {e: {i for i, ok in usable[n][e].items() if ok} for e in early}
