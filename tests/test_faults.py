@@ -70,7 +70,9 @@ def _rerun_restores(repo: Path, reference: Path, trained: dict, remade: set[str]
 
 
 @pytest.mark.slow
-def test_deleted_and_torn_checkpoints_are_remade_by_one_plain_run(smoke, tmp_path):
+def test_deleted_and_torn_checkpoints_maps_and_tables_are_remade_by_one_plain_run(smoke, tmp_path):
+    """A deleted final.pt and a torn checkpoint; a torn maps.parquet, an emptied rounds.csv, a
+    deleted chosen.csv, cached maps deleted or torn: one plain run remakes them all."""
     repo = _copy(smoke, tmp_path)
     trained = _trained(repo)
     final = repo / f"{RUN}/seed_0/train/baseline/final.pt"
@@ -82,24 +84,6 @@ def test_deleted_and_torn_checkpoints_are_remade_by_one_plain_run(smoke, tmp_pat
              if p.is_file() and not p.name.startswith(".")}
     final.unlink()
     torn.write_bytes(torn.read_bytes()[:300])  # in place: the store's hard link is torn with it
-    dry = snakemake(repo, "-n", "--cores", "2", "--configfile", SMOKE)
-    assert "Nothing to be done" not in dry.stdout + dry.stderr and "rule baseline" in dry.stdout
-    assert f"{RUN}/seed_1/train/distilled_student/conv/epoch_001.pt cannot be read" in dry.stderr
-    check = _check(repo)
-    assert check.returncode == 1
-    assert f"missing: {RUN}/seed_0/train/baseline/final.pt" in check.stdout
-    assert f"unreadable: {RUN}/seed_1/train/distilled_student/conv/epoch_001.pt" in check.stdout
-    assert f"`snakemake --cores all --configfile {SMOKE}`" in check.stdout
-    out = _rerun_restores(repo, smoke, trained, remade=rerun)
-    assert "set aside as" in out and Path(str(torn) + ".corrupt").is_file()  # kept, not deleted
-    log = (repo / f"logs/{RUN}/seed_0/train/baseline.log").read_text()
-    assert "restored from the store" in log  # the deleted final.pt came back, nothing retrained
-
-
-@pytest.mark.slow
-def test_deleted_and_torn_quantify_outputs_and_cached_maps_are_remade(smoke, tmp_path):
-    repo = _copy(smoke, tmp_path)
-    trained = _trained(repo)
     maps = repo / f"{RUN}/seed_0/quantify/conv/maps.parquet"
     maps.write_bytes(maps.read_bytes()[:500])
     (repo / f"{RUN}/seed_1/quantify/conv/rounds.csv").write_text("")  # e.g. emptied by a full disk
@@ -108,10 +92,23 @@ def test_deleted_and_torn_quantify_outputs_and_cached_maps_are_remade(smoke, tmp
     for entry in cache[1:]:
         entry.unlink()  # the baseline's maps gone: recomputed
     cache[0].write_bytes(b"PAR1 torn")  # a torn one: set aside and recomputed
-    out = _rerun_restores(repo, smoke, trained)
+    dry = snakemake(repo, "-n", "--cores", "2", "--configfile", SMOKE)
+    assert "Nothing to be done" not in dry.stdout + dry.stderr and "rule baseline" in dry.stdout
+    assert f"{RUN}/seed_1/train/distilled_student/conv/epoch_001.pt cannot be read" in dry.stderr
+    check = _check(repo)
+    assert check.returncode == 1
+    assert f"missing: {RUN}/seed_0/train/baseline/final.pt" in check.stdout
+    assert f"unreadable: {RUN}/seed_1/train/distilled_student/conv/epoch_001.pt" in check.stdout
+    assert f"missing: {RUN}/seed_1/quantify/conv/chosen.csv" in check.stdout
+    assert f"unreadable: {RUN}/seed_0/quantify/conv/maps.parquet" in check.stdout
+    assert f"`snakemake --cores all --configfile {SMOKE}`" in check.stdout
+    out = _rerun_restores(repo, smoke, trained, remade=rerun)
+    assert "set aside as" in out and Path(str(torn) + ".corrupt").is_file()  # kept, not deleted
     assert "maps.parquet cannot be read" in out and "rounds.csv cannot be read (empty)" in out
+    log = (repo / f"logs/{RUN}/seed_0/train/baseline.log").read_text()
+    assert "restored from the store" in log  # the deleted final.pt came back, nothing retrained
     logs = "".join(p.read_text() for p in repo.glob(f"logs/{RUN}/seed_*/quantify/conv.log"))
-    assert "cannot be read" in logs
+    assert "cannot be read" in logs  # the torn cached maps, set aside
     assert "train/baseline/epoch_002.pt layer conv" in logs  # the baseline's maps made again
 
 

@@ -41,9 +41,12 @@ def results_section(run: str | Path) -> str:
     for arch, block in hypotheses.groupby("architecture", sort=False):
         accuracy = premise[premise["architecture"] == arch]
         lead = accuracy["teacher_minus_baseline"]
+        held = bool(accuracy["premise_held"].all())
+        short = "" if held else (f"; under the {accuracy['premise_margin'].iloc[0]:.2f} margin in seed(s) "
+                                 + ", ".join(str(s) for s in accuracy.loc[~accuracy["premise_held"], "seed"]))
         lines += [f"**{arch}**" if arch else "**results**", "",
-                  f"Premise {'held' if accuracy['premise_held'].all() else '**not held**'}: the teacher leads "
-                  f"the baseline by {lead.min():+.3f} to {lead.max():+.3f} in test accuracy (teacher "
+                  f"Premise {'held' if held else '**not held**'}: the teacher leads "
+                  f"the baseline by {lead.min():+.3f} to {lead.max():+.3f} in test accuracy{short} (teacher "
                   f"{accuracy['teacher'].mean():.3f}, distilled student {accuracy['distilled_student'].mean():.3f}, "
                   f"baseline {accuracy['baseline'].mean():.3f}: means over seeds).", ""]
         table = verdict_table(block.drop(columns="architecture"), 0.95)
