@@ -154,3 +154,27 @@ def test_architecture_axis_refusals_name_the_key():
     bad = copy.deepcopy(cfg)
     bad["architectures"] = {"small_vgg": {}}
     assert any("architectures" in p and "non-empty" not in p for p in config_problems(bad, SCHEMA))
+
+
+def test_the_checks_that_import_torch_are_remembered_by_their_inputs(tmp_path):
+    """The palette and architecture checks (seaborn, torch: seconds at every `snakemake` call)
+    are kept under a hash of their inputs, the packages' versions and our code; a torn store is
+    ignored."""
+    from kdconcepts.config import _checked_once
+
+    calls = []
+
+    def check():
+        calls.append(1)
+        return ["a problem"]
+
+    assert _checked_once(tmp_path, {"arch": "x"}, check) == ["a problem"]
+    assert _checked_once(tmp_path, {"arch": "x"}, check) == ["a problem"] and len(calls) == 1
+    assert _checked_once(tmp_path, {"arch": "y"}, lambda: []) == []
+    (tmp_path / ".snakemake/kdconcepts_checks.json").write_text("{torn")
+    assert _checked_once(tmp_path, {"arch": "x"}, check) == ["a problem"] and len(calls) == 2
+    bad = _default()
+    bad["layers"] = ["conv", "no_such_layer"]
+    for _ in range(2):  # computed, then remembered: refused both times
+        problems = [p for p in config_problems(bad, SCHEMA, workdir=tmp_path) if p.startswith("layers:")]
+        assert len(problems) == len(bad["architectures"]) and "no_such_layer" in problems[0], problems

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -236,10 +237,57 @@ def config_problems(config: dict[str, Any], schema: dict, *, workdir: str | Path
     problems += _data_problems(config, workdir)
     size = dataset_image_size(workdir / config["dataset"]["root"], config["dataset"]["dvc_stage"],
                               workdir / "params.yaml")
-    problems += _size_problems(config, size) + _palette_problems(config)
+    problems += _size_problems(config, size)
+    problems += _checked_once(workdir, {"palette": config["report"]["palette"]},
+                              lambda: _palette_problems(config))
     if deep:
         for arch in architecture_configs(config):
-            problems += _architecture_problems(arch, config["layers"], size)
+            problems += _checked_once(workdir, {"arch": arch, "layers": config["layers"], "size": size},
+                                      lambda arch=arch: _architecture_problems(arch, config["layers"], size))
+    return problems
+
+
+#: What the remembered checks depend on beside their inputs: these packages and our own code.
+_CHECKED_WITH = ("torch", "torchvision", "seaborn", "matplotlib")
+
+
+def _checked_once(workdir: Path, inputs: dict[str, Any], check) -> list[str]:
+    """``check()``'s problems, remembered in ``<workdir>/.snakemake/kdconcepts_checks.json``.
+
+    The palette and architecture checks import seaborn, torch and torchvision (about 6 s of CPU
+    at every `snakemake` call, dry runs included). Their answer depends only on ``inputs``, the
+    versions of those packages and the kdconcepts sources, so it is kept under a hash of all three
+    and recomputed when any of them changes.
+    """
+    import hashlib
+    from importlib import metadata
+
+    digest = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode())
+    for package in _CHECKED_WITH:
+        try:
+            digest.update(f"{package}=={metadata.version(package)};".encode())
+        except metadata.PackageNotFoundError:
+            digest.update(f"{package} absent;".encode())
+    for source in sorted(Path(__file__).parent.rglob("*.py")):
+        digest.update(source.read_bytes())
+    key = digest.hexdigest()
+    store = Path(workdir) / ".snakemake" / "kdconcepts_checks.json"
+    try:
+        known = json.loads(store.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        known = {}
+    if isinstance(known, dict) and isinstance(known.get(key), list):
+        return known[key]
+    problems = check()
+    known = known if isinstance(known, dict) else {}
+    known[key] = problems
+    try:
+        store.parent.mkdir(parents=True, exist_ok=True)
+        partial = store.with_name(f".{store.name}.{os.getpid()}")
+        partial.write_text(json.dumps(known), encoding="utf-8")
+        os.replace(partial, store)
+    except OSError:
+        pass  # a read-only folder: the checks simply run each time
     return problems
 
 

@@ -11,10 +11,20 @@ Example:
     [0, 0]
 """
 
-from kdconcepts.quantify.concepts import background_baseline, concept_counts, downsample_mask
-from kdconcepts.quantify.config import SigmaConfig
-from kdconcepts.quantify.engine import estimate_sigma, estimate_sigma_f
-from kdconcepts.quantify.pipeline import quantify_images
+import importlib
+
+# The public names and the modules that define them. They are imported on first use (PEP 562), so
+# that importing ``kdconcepts.quantify.config`` (the Snakefile's config check does, at every
+# `snakemake` call) does not import torch.
+_DEFINED_IN = {
+    "SigmaConfig": "config",
+    "estimate_sigma": "engine",
+    "estimate_sigma_f": "engine",
+    "concept_counts": "concepts",
+    "quantify_images": "pipeline",
+    "background_baseline": "concepts",
+    "downsample_mask": "concepts",
+}
 
 __all__ = [
     "SigmaConfig",
@@ -25,3 +35,15 @@ __all__ = [
     "background_baseline",
     "downsample_mask",
 ]
+
+
+def __getattr__(name: str):
+    if name in _DEFINED_IN:
+        value = getattr(importlib.import_module(f"{__name__}.{_DEFINED_IN[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
