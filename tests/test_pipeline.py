@@ -243,16 +243,25 @@ def test_smoke_pipeline_end_to_end(smoke, tmp_path):
 
 
 @pytest.mark.slow
-def test_architecture_axis_end_to_end(tmp_path):
+def test_architecture_axis_end_to_end(smoke, tmp_path):
     """Two architectures (tests/overlays/two_architectures.yaml on the smoke config): a tree each,
     with its own rates, then one table, forest plot and summary with a block per architecture; a
-    second run has nothing to do."""
-    from conftest import copy_repo
+    second run has nothing to do.
 
-    repo = copy_repo(tmp_path / "repo")
+    In a copy of the smoke run without its results tree: small_vgg's seed 0 networks are the
+    smoke run's (the shared store, results/.store/, gives them back without training; the
+    suite's time), small_resnet's are trained."""
+    reference, _, ran = smoke
+    assert ran.returncode == 0
+    repo = Path(shutil.copytree(reference, tmp_path / "repo", symlinks=True))
+    shutil.rmtree(repo / "results/smoke")
+    shutil.rmtree(repo / "logs/results/smoke")
     overlays = ("--configfile", SMOKE, "tests/overlays/two_architectures.yaml")
     run = snakemake(repo, "--cores", "2", *overlays, timeout=1500)
     assert run.returncode == 0, (run.stdout + run.stderr)[-6000:]
+    for arch, restored in (("small_vgg", True), ("small_resnet", False)):
+        log = (repo / f"logs/results/smoke/{arch}/seed_0/train/baseline.log").read_text()
+        assert ("restored from the store" in log) == restored, log[-2000:]
     for arch in ("small_vgg", "small_resnet"):
         tree = repo / "results/smoke" / arch
         teacher = json.loads((tree / "seed_0/train/teacher/metrics.json").read_text())
