@@ -11,7 +11,7 @@ from kdconcepts.readme import BEGIN, END, results_section
 def test_the_readme_results_are_what_the_reference_gives():
     text = (ROOT / "README.md").read_text()
     section = text[text.index(BEGIN): text.index(END) + len(END)]
-    assert section == results_section(ROOT / "reference/default"), \
+    assert section == results_section(ROOT / "reference/default", "reference/default"), \
         "README.md's results section is stale: run `kdconcepts readme`"
 
 

@@ -27,16 +27,18 @@ BEGIN, END = "<!-- results: begin -->", "<!-- results: end -->"
 _COLUMNS = ["metric", "student", "baseline", "difference [95% CI]", "t-test p", "Holm p", "verdict", "MDE"]
 
 
-def results_section(run: str | Path) -> str:
-    """The markdown of a finished run's (or reference's) premise and verdicts, per architecture."""
+def results_section(run: str | Path, label: str | None = None) -> str:
+    """The markdown of a finished run's (or reference's) premise and verdicts, per architecture;
+    ``label`` names the run in the section (default: ``run`` as given)."""
     run = Path(run)
+    label = run.as_posix() if label is None else label
     hypotheses = pd.read_csv(run / "tables/hypotheses.csv")
     premise = pd.read_csv(run / "tables/premise.csv")
     host = json.loads((run / "host.json").read_text(encoding="utf-8"))
     if "architecture" not in hypotheses:
         hypotheses, premise = hypotheses.assign(architecture=""), premise.assign(architecture="")
     seeds = int(hypotheses["n_seeds"].max())
-    lines = [BEGIN, f"*Made by `kdconcepts readme` from `{run}/tables/` ({seeds} seeds, numerics "
+    lines = [BEGIN, f"*Made by `kdconcepts readme` from `{label}/tables/` ({seeds} seeds, numerics "
                     f"`{host['numerics']}`); do not edit by hand.*", ""]
     for arch, block in hypotheses.groupby("architecture", sort=False):
         accuracy = premise[premise["architecture"] == arch]
@@ -62,10 +64,18 @@ def update(readme: str | Path, run: str | Path) -> bool:
         raise ValueError(f"{readme} has no {BEGIN} ... {END} section")
     head, rest = text.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
-    new = head + results_section(run) + tail
+    new = head + results_section(run, _label(run, readme)) + tail
     if new != text:
         readme.write_text(new, encoding="utf-8")
     return new != text
+
+
+def _label(run: Path, readme: Path) -> str:
+    """The run as the README's reader sees it: relative to the README's folder when inside it."""
+    try:
+        return Path(run).resolve().relative_to(Path(readme).resolve().parent).as_posix()
+    except ValueError:
+        return Path(run).as_posix()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     text = args.readme.read_text(encoding="utf-8")
     current = text.split(BEGIN, 1)[-1].split(END, 1)[0]
-    wanted = results_section(args.run)[len(BEGIN):-len(END)]
+    wanted = results_section(args.run, _label(args.run, args.readme))[len(BEGIN):-len(END)]
     if args.check:
         if current != wanted:
             print(f"{args.readme}: the results section is not what {args.run} gives; run `kdconcepts readme`",
