@@ -94,6 +94,29 @@ def test_a_reference_of_another_config_is_refused_by_name(tmp_path):
     assert not (repo / "results/x/verify.md").exists()
 
 
+def test_two_trees_are_compared_each_on_its_own_rows_and_the_stacked_table_once(tmp_path):
+    """With an architecture axis the run's stacked hypotheses.csv repeats the trees' rows: each
+    difference is compared once, with its own tree's, and counted once in the Bonferroni m."""
+    repo = _run(tmp_path)
+    root = repo / "results/x"
+    trees = {"small_vgg": pooled_hypotheses(_images(2.0, seed=1), ["distilled_student"]),
+             "small_resnet": pooled_hypotheses(_images(-1.0, seed=2), ["distilled_student"])}
+    for arch, table in trees.items():
+        (root / arch / "tables").mkdir(parents=True)
+        table.to_csv(root / arch / "tables/hypotheses.csv", index=False)
+    pd.concat([t.assign(architecture=a) for a, t in trees.items()]).to_csv(root / "tables/hypotheses.csv", index=False)
+    make_reference(root, repo / "reference/x")
+    table = trees["small_resnet"].copy()
+    row = table.index[table["metric"] == "n_fg"][0]
+    table.loc[row, "difference"] += 100 * table.loc[row, "seed_sd"]
+    table.to_csv(root / "small_resnet/tables/hypotheses.csv", index=False)
+    result = verify(root, repo / "reference/x")
+    assert len(result.differences) == 2 * len(trees["small_vgg"])  # once per tree, none from the stack
+    assert set(result.differences["tree"]) == {"small_vgg", "small_resnet"}
+    outside = result.differences[~result.differences["within"]]
+    assert list(zip(outside["tree"], outside["metric"])) == [("small_resnet", "n_fg")]
+
+
 def test_tables_are_identical_equal_within_tolerance_or_different():
     a = pd.DataFrame({"x": [1.0, 2.0], "y": ["a", "b"]})
     assert compare_tables(a, a.copy())[0] == "identical"
