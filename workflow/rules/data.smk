@@ -31,7 +31,7 @@ def _restore_from_dvc_cache(roots):
         print(f"kdconcepts: {', '.join(missing)} missing; a run restores them from the DVC cache first "
               "(if it holds them), so that nothing downstream is remade", file=sys.stderr)
         return
-    restored = subprocess.run(["dvc", "checkout", "--quiet", *missing], capture_output=True, text=True,
+    restored = subprocess.run([sys.executable, "-m", "dvc", "checkout", "--quiet", *missing], capture_output=True, text=True,
                               env={**os.environ, "DVC_NO_ANALYTICS": "1"})
     back = [root for root in missing if os.path.exists(data_ready(root))]
     if not back:
