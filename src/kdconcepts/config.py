@@ -12,6 +12,7 @@ before the job runs, so a check inside the job would come too late).
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import math
 import os
@@ -251,6 +252,24 @@ def config_problems(config: dict[str, Any], schema: dict, *, workdir: str | Path
 _CHECKED_WITH = ("torch", "torchvision", "seaborn", "matplotlib")
 
 
+@functools.cache
+def _checked_with_stamp() -> bytes:
+    """The package versions and the kdconcepts sources, hashed once per process (the Snakefile
+    asks once per architecture and for the palette)."""
+    import hashlib
+    from importlib import metadata
+
+    digest = hashlib.sha256()
+    for package in _CHECKED_WITH:
+        try:
+            digest.update(f"{package}=={metadata.version(package)};".encode())
+        except metadata.PackageNotFoundError:
+            digest.update(f"{package} absent;".encode())
+    for source in sorted(Path(__file__).parent.rglob("*.py")):
+        digest.update(source.read_bytes())
+    return digest.digest()
+
+
 def _checked_once(workdir: Path, inputs: dict[str, Any], check) -> list[str]:
     """``check()``'s problems, remembered in ``<workdir>/.snakemake/kdconcepts_checks.json``.
 
@@ -260,17 +279,8 @@ def _checked_once(workdir: Path, inputs: dict[str, Any], check) -> list[str]:
     and recomputed when any of them changes.
     """
     import hashlib
-    from importlib import metadata
 
-    digest = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode())
-    for package in _CHECKED_WITH:
-        try:
-            digest.update(f"{package}=={metadata.version(package)};".encode())
-        except metadata.PackageNotFoundError:
-            digest.update(f"{package} absent;".encode())
-    for source in sorted(Path(__file__).parent.rglob("*.py")):
-        digest.update(source.read_bytes())
-    key = digest.hexdigest()
+    key = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode() + _checked_with_stamp()).hexdigest()
     store = Path(workdir) / ".snakemake" / "kdconcepts_checks.json"
     try:
         known = json.loads(store.read_text(encoding="utf-8"))
